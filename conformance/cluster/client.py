@@ -1,0 +1,173 @@
+"""The cluster as the checks see it: typed helpers over the official client's dynamic API."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeVar
+
+from kubernetes import client, dynamic
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from conformance.cluster import wait
+from conformance.cluster.labels import kaic_labels
+
+FIELD_MANAGER = "kaic"
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
+        meta = obj.get("metadata", {})
+        return cls(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind}/{where}{self.name}"
+
+
+class Cluster:
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        *,
+        context: str,
+        run_id: str,
+        timeout_scale: float = 1.0,
+    ) -> None:
+        self.configuration = configuration
+        self.api = client.ApiClient(configuration)
+        self.context = context
+        self.run_id = run_id
+        self.timeout_scale = timeout_scale
+
+    @property
+    def server(self) -> str:
+        return str(self.configuration.host)
+
+    @cached_property
+    def dynamic(self) -> dynamic.DynamicClient:
+        make: Any = dynamic.DynamicClient
+        return make(self.api)  # type: ignore[no-any-return]
+
+    @cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def server_version(self, timeout: float | None = None) -> str:
+        info = client.VersionApi(self.api).get_code(_request_timeout=timeout)
+        return str(info.git_version)
+
+    def get_path(self, path: str, *, timeout: float | None = None) -> Any:
+        """GET a raw API path (e.g. /readyz, /apis); JSON is decoded, text returned as is."""
+        api: Any = self.api  # call_api's stubs lack its keyword arguments
+        return api.call_api(
+            path,
+            "GET",
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+            _request_timeout=timeout,
+        )
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        """The dynamic resource; raises ResourceNotFoundError if the server does not serve it."""
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        try:
+            self.resource(api_version, kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def apply(self, manifest: Mapping[str, Any], *, check_id: str | None = None) -> Obj:
+        """Server-side apply `manifest`, adding kaic's labels; return the object as stored."""
+        body = copy.deepcopy(dict(manifest))
+        labels = body.setdefault("metadata", {}).setdefault("labels", {})
+        labels.update(kaic_labels(self.run_id, check_id))
+        res = self.resource(body["apiVersion"], body["kind"])
+        namespace = body["metadata"].get("namespace") if res.namespaced else None
+        out = res.server_side_apply(
+            body=body,
+            name=body["metadata"]["name"],
+            namespace=namespace,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return dict(out.to_dict())
+
+    def get(self, ref: ObjectRef) -> Obj | None:
+        try:
+            out = self.resource(ref.api_version, ref.kind).get(
+                name=ref.name, namespace=ref.namespace
+            )
+        except NotFoundError:
+            return None
+        return dict(out.to_dict())
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
+        out = self.resource(api_version, kind).get(
+            namespace=namespace, label_selector=label_selector, field_selector=field_selector
+        )
+        return [dict(i) for i in out.to_dict().get("items", [])]
+
+    def delete(self, ref: ObjectRef, *, background: bool = True) -> bool:
+        """Delete one object; False if it was already gone."""
+        policy = "Background" if background else "Foreground"
+        try:
+            self.resource(ref.api_version, ref.kind).delete(
+                name=ref.name, namespace=ref.namespace, body={"propagationPolicy": policy}
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
+        kwargs: dict[str, Any] = {"container": container} if container else {}
+        return str(self.core.read_namespaced_pod_log(name, namespace, **kwargs))
+
+    def wait_for(
+        self,
+        api_version: str,
+        kind: str,
+        condition: Callable[[list[Obj]], T | None],
+        *,
+        awaiting: str,
+        timeout_s: float,
+        namespace: str | None = None,
+        name: str | None = None,
+        label_selector: str | None = None,
+    ) -> T:
+        """Watch objects until `condition(current objects)` returns something truthy.
+
+        Raises WaitTimeout (a check failure) naming what was awaited and the last state seen.
+        `timeout_s` is multiplied by --timeout-scale.
+        """
+        return wait.wait_for(
+            self.resource(api_version, kind),
+            condition,
+            awaiting=awaiting,
+            timeout_s=timeout_s * self.timeout_scale,
+            namespace=namespace,
+            field_selector=f"metadata.name={name}" if name else None,
+            label_selector=label_selector,
+        )

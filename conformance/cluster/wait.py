@@ -1,0 +1,108 @@
+"""Waiting on the cluster by watching (list, then watch from that version), with a deadline."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from kubernetes.client import ApiException
+
+from conformance.failures import CheckFailure
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+
+class WaitTimeout(CheckFailure):
+    """The cluster did not reach the awaited state in time."""
+
+
+def wait_for(
+    resource: Any,
+    condition: Callable[[list[Obj]], T | None],
+    *,
+    awaiting: str,
+    timeout_s: float,
+    namespace: str | None = None,
+    field_selector: str | None = None,
+    label_selector: str | None = None,
+) -> T:
+    deadline = time.monotonic() + timeout_s
+    state: dict[str, Obj] = {}
+
+    def evaluate() -> T | None:
+        return condition(list(state.values()))
+
+    while True:
+        listing = resource.get(
+            namespace=namespace, field_selector=field_selector, label_selector=label_selector
+        ).to_dict()
+        state = {_key(o): dict(o) for o in listing.get("items", [])}
+        version = listing["metadata"]["resourceVersion"]
+        result = evaluate()
+        if result:
+            return result
+        relist = False
+        while not relist:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(
+                    f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
+                    f"last state: {describe_all(state.values())}"
+                )
+            try:
+                for event in resource.watch(
+                    namespace=namespace,
+                    field_selector=field_selector,
+                    label_selector=label_selector,
+                    resource_version=version,
+                    timeout=max(1, math.ceil(remaining)),
+                ):
+                    raw = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        relist = True  # 410 Gone or similar: start again from a fresh list
+                        break
+                    version = raw.get("metadata", {}).get("resourceVersion", version)
+                    if event["type"] == "DELETED":
+                        state.pop(_key(raw), None)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        state[_key(raw)] = raw
+                    else:
+                        continue
+                    result = evaluate()
+                    if result:
+                        return result
+                    if time.monotonic() >= deadline:
+                        break
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                relist = True
+
+
+def _key(obj: Obj) -> str:
+    meta = obj.get("metadata", {})
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def describe(obj: Obj) -> str:
+    """A short human summary of an object's state: kind/name, phase and true conditions."""
+    meta = obj.get("metadata", {})
+    status = obj.get("status") or {}
+    parts = []
+    if status.get("phase"):
+        parts.append(f"phase={status['phase']}")
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type"):
+            parts.append(f"{cond['type']}={cond.get('status')}")
+    if meta.get("deletionTimestamp"):
+        parts.append("deleting")
+    name = f"{obj.get('kind', 'object')}/{meta.get('name', '?')}"
+    return f"{name}({', '.join(parts)})" if parts else name
+
+
+def describe_all(objects: Iterable[Obj]) -> str:
+    described = [describe(o) for o in objects]
+    return "; ".join(described[:10]) + (" ..." if len(described) > 10 else "") or "no objects"

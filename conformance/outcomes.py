@@ -1,0 +1,69 @@
+"""From pytest's per-phase reports to one kaic check outcome (xdist-safe: plain JSON data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from conformance.results import CheckResult, CheckStatus
+
+MAX_MESSAGE = 2000
+
+
+def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[CheckStatus, str]:
+    """Status and message of one phase: assertion-like exceptions fail, anything else errors."""
+    if report.passed:
+        return "passed", ""
+    if report.skipped:
+        return "skipped", _skip_reason(report)
+    excinfo = call.excinfo
+    if excinfo is None:
+        return "error", "failed without an exception"
+    if report.when == "call" and excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
+        return "failed", _message(excinfo.value, with_type=False)
+    where = "while cleaning up" if report.when == "teardown" else "while running"
+    if report.when == "setup":
+        where = "while preparing"
+    return "error", f"{where}: {_message(excinfo.value, with_type=True)}"
+
+
+def _message(exc: BaseException, *, with_type: bool) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, AssertionError) and text.startswith("assert "):
+        text = text.splitlines()[0]
+    if with_type and not isinstance(exc, AssertionError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text[:MAX_MESSAGE]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
+
+
+@dataclass
+class Accumulator:
+    """Merges the setup/call/teardown phases of each check into one CheckResult."""
+
+    results: dict[str, CheckResult] = field(default_factory=dict)
+
+    def add(self, data: dict[str, Any], duration: float) -> CheckResult:
+        check_id = str(data["check"])
+        result = self.results.get(check_id)
+        if result is None:
+            result = self.results[check_id] = CheckResult(id=check_id, status="passed")
+        result.duration_s += duration
+        status: CheckStatus = data["status"]
+        if data["when"] == "teardown":
+            if status == "error" and result.status == "passed":
+                result.status, result.message = "error", data["message"]
+        elif result.status == "passed" and status != "passed":
+            result.status, result.message = status, data["message"]
+        if data.get("evidence"):
+            result.objects = list(data["evidence"].get("objects", []))
+            result.observed = dict(data["evidence"].get("observed", {}))
+        return result

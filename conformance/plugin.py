@@ -1,0 +1,242 @@
+"""The pytest plugin: kaic's options, check collection and selection, outcomes and reports.
+
+Inert in a pytest session that collects no kaic check: `pytest --help` and unrelated test suites
+never touch a cluster. The cluster is first contacted by the `cluster` fixture of a check.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.checks.registry import MARKER, discover, is_check_module
+from conformance.cluster.connect import ConnectOptions
+from conformance.errors import KaicError
+from conformance.fixtures import (
+    EVIDENCE_KEY,
+    FAILED_KEY,
+    SETTINGS_KEY,
+    check_id,
+    cluster,
+    cluster_info,
+    evidence,
+    kaic_settings,
+    kube,
+    namespace,
+    profile,
+)
+from conformance.outcomes import Accumulator, classify
+from conformance.profiles import load_profile
+from conformance.selection import new_run_id, select_checks, validate_run_id
+from conformance.settings import ACCELERATORS, ALLOCATION_MODES, DEFAULT_PROFILE, Settings
+
+__all__ = [
+    "check_id",
+    "cluster",
+    "cluster_info",
+    "evidence",
+    "kaic_settings",
+    "kube",
+    "namespace",
+    "profile",
+]
+
+
+class RunState:
+    """What the controlling process gathers while checks run (on xdist, from every worker)."""
+
+    def __init__(self) -> None:
+        self.accumulator = Accumulator()
+        self.started = datetime.now(UTC)
+        self.started_monotonic = time.monotonic()
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kaic", "kaic: Kubernetes AI conformance")
+    group.addoption("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    group.addoption("--context", help="kubeconfig context (default: its current-context)")
+    group.addoption(
+        "--in-cluster", action="store_true", help="use the pod's service account credentials"
+    )
+    group.addoption(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help=f"profile name or YAML file (default: {DEFAULT_PROFILE})",
+    )
+    group.addoption(
+        "--check",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only these check ids (globs allowed; repeatable)",
+    )
+    group.addoption(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="do not run these check ids (globs allowed; repeatable)",
+    )
+    group.addoption(
+        "--accelerator",
+        choices=ACCELERATORS,
+        default="auto",
+        help="accelerator vendor to probe (default: auto-detect from nodes)",
+    )
+    group.addoption(
+        "--allocation-mode",
+        choices=ALLOCATION_MODES,
+        default="auto",
+        help="how pods get accelerators (default: DRA if devices are published, else the plugin)",
+    )
+    group.addoption(
+        "--timeout-scale",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every wait's timeout (slow clusters: 2, 3, ...)",
+    )
+    group.addoption(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep the namespace and objects of failed checks for inspection",
+    )
+    group.addoption("--output", help="write results.json, junit.xml and summary.md here")
+    group.addoption("--run-id", help="label value marking this run's objects (default: generated)")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    opt = config.option
+    worker_input: dict[str, Any] | None = getattr(config, "workerinput", None)
+    run_id = (worker_input or {}).get("kaic_run_id") or opt.run_id or new_run_id()
+    return Settings(
+        run_id=validate_run_id(run_id),
+        profile=opt.profile,
+        connect=ConnectOptions(
+            kubeconfig=opt.kubeconfig,
+            context=opt.context,
+            in_cluster=opt.in_cluster,
+            timeout_scale=opt.timeout_scale,
+        ),
+        checks=tuple(opt.check),
+        skips=tuple(opt.skip),
+        accelerator=opt.accelerator,
+        allocation_mode=opt.allocation_mode,
+        keep_on_failure=opt.keep_on_failure,
+        output=Path(opt.output) if opt.output else None,
+    )
+
+
+class _XdistHooks:
+    @staticmethod
+    def pytest_configure_node(node: Any) -> None:
+        node.workerinput["kaic_run_id"] = node.config.stash[SETTINGS_KEY].run_id
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{MARKER}(id, requirements, pod_security): a kaic conformance check"
+    )
+    try:
+        config.stash[SETTINGS_KEY] = _settings(config)
+    except KaicError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(RunCollector(config), "kaic-collector")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "kaic-xdist")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if is_check_module(file_path):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def selected_check_ids(settings: Settings) -> list[str]:
+    """The checks this run executes; raises KaicError on an unknown profile or check id."""
+    catalog = discover()
+    profile = load_profile(settings.profile, known_checks=set(catalog))
+    return select_checks(profile, catalog, settings.checks, settings.skips)
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    kaic_items = [i for i in items if i.get_closest_marker(MARKER)]
+    if not kaic_items:
+        return
+    try:
+        chosen = set(selected_check_ids(config.stash[SETTINGS_KEY]))
+    except KaicError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        mark = item.get_closest_marker(MARKER)
+        (drop if mark and mark.args[0] not in chosen else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    mark = item.get_closest_marker(MARKER)
+    if mark is None:
+        return report
+    status, message = classify(call, report)
+    if status in ("failed", "error"):
+        item.stash[FAILED_KEY] = True
+    data: dict[str, Any] = {
+        "check": str(mark.args[0]),
+        "when": report.when,
+        "status": status,
+        "message": message,
+    }
+    ev = item.stash.get(EVIDENCE_KEY, None)
+    if ev is not None and report.when in ("call", "teardown"):
+        data["evidence"] = ev.to_json()
+    report.kaic = data  # type: ignore[attr-defined]  # travels to the xdist controller
+    return report
+
+
+class RunCollector:
+    """Registered on the controlling process: merges check outcomes, writes reports at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.state = RunState()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "kaic", None)
+        if data:
+            self.state.accumulator.add(data, report.duration)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        settings = self.config.stash[SETTINGS_KEY]
+        if not self.state.accumulator.results and settings.output is None:
+            return
+        from conformance.finish import finish_run
+
+        finish_run(
+            settings,
+            self.state.accumulator.results,
+            self.state.started,
+            time.monotonic() - self.state.started_monotonic,
+            interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+        )

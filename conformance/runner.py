@@ -1,0 +1,129 @@
+"""`kaic run`: choose the cluster, run the checks through pytest, print and return the verdict."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from conformance.checks.registry import CHECKS_DIR
+from conformance.cluster import connect, kubeconfig_configured
+from conformance.errors import KaicError
+from conformance.plugin import selected_check_ids
+from conformance.progress import ProgressDisplay
+from conformance.report import results_json
+from conformance.report.render import print_run
+from conformance.results import EXIT_USAGE
+from conformance.settings import Settings
+
+INTERRUPTED = 130
+
+
+def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
+    c = settings.connect
+    args = [
+        str(CHECKS_DIR),
+        "-c",
+        os.devnull,
+        "--rootdir",
+        str(CHECKS_DIR),
+        "-p",
+        "no:cacheprovider",
+        "--run-id",
+        settings.run_id,
+        "--profile",
+        settings.profile,
+        "--accelerator",
+        settings.accelerator,
+        "--allocation-mode",
+        settings.allocation_mode,
+        "--timeout-scale",
+        str(c.timeout_scale),
+        "--output",
+        str(settings.output),
+    ]
+    if not verbose:
+        args += ["-p", "no:terminal"]
+    if c.kubeconfig:
+        args += ["--kubeconfig", c.kubeconfig]
+    if c.context:
+        args += ["--context", c.context]
+    if c.in_cluster:
+        args.append("--in-cluster")
+    if settings.keep_on_failure:
+        args.append("--keep-on-failure")
+    for pattern in settings.checks:
+        args += ["--check", pattern]
+    for pattern in settings.skips:
+        args += ["--skip", pattern]
+    if workers > 1:
+        args += ["-n", str(workers)]
+    return args
+
+
+@contextmanager
+def target_cluster(settings: Settings, use_sandbox: bool, console: Console) -> Iterator[Settings]:
+    """The settings pointing at the cluster to test; starts (and stops) the sandbox if needed."""
+    if not use_sandbox and kubeconfig_configured(settings.connect):
+        connect(settings.connect, settings.run_id)  # one clear line if it is unusable
+        yield settings
+        return
+    from conformance import sandbox
+
+    directory = sandbox.DEFAULT_DIR
+    started_here = not sandbox.is_running(directory)
+    if started_here:
+        console.print(f"No kubeconfig given: starting the local sandbox in {directory}")
+        box = sandbox.up(directory, progress=lambda msg: console.print(f"  {msg}"))
+    else:
+        box = sandbox.attach(directory)
+        console.print(f"Using the running local sandbox ({box.kubeconfig})")
+    try:
+        pointed = replace(
+            settings,
+            connect=replace(settings.connect, kubeconfig=str(box.kubeconfig), context=None),
+        )
+        connect(pointed.connect, settings.run_id)
+        yield pointed
+    finally:
+        if started_here:
+            console.print("Stopping the local sandbox")
+            sandbox.down(directory)
+
+
+def run(
+    settings: Settings,
+    *,
+    use_sandbox: bool = False,
+    workers: int = 1,
+    verbose: bool = False,
+    console: Console | None = None,
+) -> int:
+    console = console or Console(stderr=True)
+    selected = selected_check_ids(settings)  # unknown profile or check id: fail before anything
+    output = settings.output or Path("reports") / settings.run_id
+    settings = replace(settings, output=output)
+    with target_cluster(settings, use_sandbox, console) as target:
+        console.print(
+            f"kaic run {target.run_id}: profile {target.profile}, {len(selected)} check(s), "
+            f"reports in {output}/"
+        )
+        display = ProgressDisplay(console, total=len(selected))
+        code = pytest.main(pytest_args(target, workers, verbose), plugins=[display])
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return EXIT_USAGE
+    results = output / "results.json"
+    if not results.exists():
+        raise KaicError(f"the run ended (pytest exit {int(code)}) without writing {results}")
+    finished = results_json.load(results)
+    print_run(finished, Console())
+    console.print(f"Reports: {output}/results.json, junit.xml, summary.md")
+    if code == pytest.ExitCode.INTERRUPTED:
+        console.print("Interrupted: the checks that did not run are reported as errors.")
+        return INTERRUPTED
+    return finished.exit_code

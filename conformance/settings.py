@@ -1,0 +1,28 @@
+"""The options of one run, as parsed from `kaic run` or `pytest` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from conformance.cluster.connect import ConnectOptions
+
+Accelerator = Literal["auto", "nvidia", "amd", "example"]
+AllocationMode = Literal["auto", "dra", "device-plugin"]
+ACCELERATORS: tuple[Accelerator, ...] = ("auto", "nvidia", "amd", "example")
+ALLOCATION_MODES: tuple[AllocationMode, ...] = ("auto", "dra", "device-plugin")
+DEFAULT_PROFILE = "cncf-ai-v1.35"
+
+
+@dataclass(frozen=True)
+class Settings:
+    run_id: str
+    profile: str = DEFAULT_PROFILE
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+    checks: tuple[str, ...] = ()
+    skips: tuple[str, ...] = ()
+    accelerator: Accelerator = "auto"
+    allocation_mode: AllocationMode = "auto"
+    keep_on_failure: bool = False
+    output: Path | None = None
