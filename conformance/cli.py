@@ -16,6 +16,7 @@ from conformance.cluster import ConnectOptions, connect
 from conformance.cluster.cleanup import sweep
 from conformance.errors import KaicError
 from conformance.profiles import available_profiles, load_profile, validate_file
+from conformance.report.render import stdout_console
 from conformance.results import EXIT_USAGE
 from conformance.selection import new_run_id, validate_run_id
 from conformance.settings import ACCELERATORS, ALLOCATION_MODES, DEFAULT_PROFILE, Settings
@@ -153,16 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def _console() -> Console:
-    """stdout console; wide enough for tables when output goes to a file or pipe."""
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    return console
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    console = _console()
+    console = stdout_console()
     catalog = discover()
     if args.checks:
         table = Table(title="kaic checks")
@@ -192,7 +185,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from conformance.report import junit, results_json, summary
-    from conformance.report.render import print_run
+    from conformance.report.render import print_run, stdout_console
 
     run = results_json.load(args.results)
     out: Path = args.output or args.results.parent
@@ -200,7 +193,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     written = [junit.write(run, out / "junit.xml"), summary.write(run, out / "summary.md")]
     if out.resolve() != args.results.parent.resolve():
         written.insert(0, results_json.write(run, out / "results.json"))
-    print_run(run, Console())
+    print_run(run, stdout_console())
     Console(stderr=True).print("Wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -267,7 +260,10 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return int(exc.code or 0)
     try:
         return COMMANDS[args.command](args)
     except KaicError as exc:

@@ -35,9 +35,9 @@ def finish_run(
     *,
     interrupted: bool = False,
 ) -> Run:
-    catalog = discover()
-    profile = load_profile(settings.profile, known_checks=set(catalog))
-    selected = select_checks(profile, catalog, settings.checks, settings.skips)
+    profile = load_profile(settings.profile)  # check ids were validated at collection
+    known = set(discover()) | set(results) | set(profile.check_ids())
+    selected = select_checks(profile, known, settings.checks, settings.skips)
     outcomes = dict(results)
     why = "the run was interrupted" if interrupted else "no outcome was reported (worker crash?)"
     for check_id in selected:

@@ -6,8 +6,9 @@ never touch a cluster. The cluster is first contacted by the `cluster` fixture o
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,20 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     return None
 
 
-def selected_check_ids(settings: Settings) -> list[str]:
-    """The checks this run executes; raises KaicError on an unknown profile or check id."""
-    catalog = discover()
-    profile = load_profile(settings.profile, known_checks=set(catalog))
-    return select_checks(profile, catalog, settings.checks, settings.skips)
+def selected_check_ids(settings: Settings, extra_checks: Iterable[str] = ()) -> list[str]:
+    """The checks this run executes; raises KaicError on an unknown profile or check id.
+
+    `extra_checks` are checks collected from outside the package (a user's own test files).
+    """
+    known = set(discover()) | set(extra_checks)
+    profile = load_profile(settings.profile, known_checks=known)
+    return select_checks(profile, known, settings.checks, settings.skips)
+
+
+def _mark(item: pytest.Item) -> pytest.Mark:
+    mark = item.get_closest_marker(MARKER)
+    assert mark is not None
+    return mark
 
 
 def pytest_collection_modifyitems(
@@ -178,7 +188,8 @@ def pytest_collection_modifyitems(
     if not kaic_items:
         return
     try:
-        chosen = set(selected_check_ids(config.stash[SETTINGS_KEY]))
+        collected = {str(_mark(i).args[0]) for i in kaic_items}
+        chosen = set(selected_check_ids(config.stash[SETTINGS_KEY], collected))
     except KaicError as exc:
         raise pytest.UsageError(str(exc)) from None
     keep: list[pytest.Item] = []
@@ -229,8 +240,17 @@ class RunCollector:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         settings = self.config.stash[SETTINGS_KEY]
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+            return
         if not self.state.accumulator.results and settings.output is None:
             return
+
+        try:
+            self._finish(settings, exitstatus)
+        except KaicError as exc:
+            sys.stderr.write(f"kaic: cannot write the reports: {exc}\n")
+
+    def _finish(self, settings: Settings, exitstatus: int) -> None:
         from conformance.finish import finish_run
 
         finish_run(

@@ -23,6 +23,7 @@ SOURCES = ("cncf", "kaic")
 _REQUIREMENT_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 CHECK_ID = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")
 _MINOR = re.compile(r"^1\.\d+$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,12 @@ def _kind(value: Any) -> str:
 def _dotted(key: Path_) -> str:
     out = ""
     for part in key:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not _PLAIN_KEY.match(part):
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else part
     return out
 
 
@@ -299,5 +305,5 @@ def validate_file(path: Path, known_checks: set[str] | None = None) -> str:
     if kind == "RequirementCatalog":
         catalog = load_catalog(path, known_checks)
         return f"{path}: requirement catalog with {len(catalog)} requirements"
-    profile = load_profile(path, known_checks, directory=path.parent)
+    profile = load_profile(path, known_checks)
     return f"{path}: profile {profile.name} with {len(profile.requirements)} requirements"

@@ -17,7 +17,7 @@ from conformance.errors import KaicError
 from conformance.plugin import selected_check_ids
 from conformance.progress import ProgressDisplay
 from conformance.report import results_json
-from conformance.report.render import print_run
+from conformance.report.render import print_run, stderr_console, stdout_console
 from conformance.results import EXIT_USAGE
 from conformance.settings import Settings
 
@@ -104,7 +104,7 @@ def run(
     verbose: bool = False,
     console: Console | None = None,
 ) -> int:
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     selected = selected_check_ids(settings)  # unknown profile or check id: fail before anything
     output = settings.output or Path("reports") / settings.run_id
     settings = replace(settings, output=output)
@@ -121,7 +121,7 @@ def run(
     if not results.exists():
         raise KaicError(f"the run ended (pytest exit {int(code)}) without writing {results}")
     finished = results_json.load(results)
-    print_run(finished, Console())
+    print_run(finished, stdout_console())
     console.print(f"Reports: {output}/results.json, junit.xml, summary.md")
     if code == pytest.ExitCode.INTERRUPTED:
         console.print("Interrupted: the checks that did not run are reported as errors.")

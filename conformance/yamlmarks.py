@@ -17,21 +17,30 @@ class MarkedYAMLError(ValueError):
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
     """Parse one YAML document; return the data and a map from key path to 1-based line."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # e.g. control characters, caught by the reader
+        raise MarkedYAMLError(1, str(exc).splitlines()[0]) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
+        line = mark.line + 1 if mark else 1
         raise MarkedYAMLError(line, str(exc.problem or exc)) from None
     except yaml.YAMLError as exc:
-        raise MarkedYAMLError(0, str(exc)) from None
+        raise MarkedYAMLError(1, str(exc)) from None
     finally:
         loader.dispose()
     lines: dict[Path_, int] = {}
     if node is None:
         return None, lines
-    return _convert(loader, node, (), lines), lines
+    try:
+        return _convert(loader, node, (), lines), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise MarkedYAMLError(mark.line + 1 if mark else 1, str(exc.problem or exc)) from None
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        raise MarkedYAMLError(1, str(exc).splitlines()[0] if str(exc) else "invalid") from None
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:

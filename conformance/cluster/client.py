@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -70,15 +71,16 @@ class Cluster:
 
     def get_path(self, path: str, *, timeout: float | None = None) -> Any:
         """GET a raw API path (e.g. /readyz, /apis); JSON is decoded, text returned as is."""
-        api: Any = self.api  # call_api's stubs lack its keyword arguments
-        return api.call_api(
-            path,
-            "GET",
-            auth_settings=["BearerToken"],
-            response_type="object",
-            _return_http_data_only=True,
-            _request_timeout=timeout,
-        )
+        request = self.api.param_serialize("GET", path, auth_settings=["BearerToken"])
+        response = self.api.call_api(*request, _request_timeout=timeout)
+        response.read()
+        if not 200 <= response.status <= 299:
+            self.api.response_deserialize(response, {})  # raises ApiException with the body
+        text = response.data.decode("utf-8", errors="replace")
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
 
     def resource(self, api_version: str, kind: str) -> Any:
         """The dynamic resource; raises ResourceNotFoundError if the server does not serve it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ def load_configuration(options: ConnectOptions) -> tuple[client.Configuration, s
             raise KaicError(f"kubeconfig {path}: {detail}") from None
         source = context
     cfg.retries = retry_policy()
+    if not cfg.verify_ssl:
+        # The kubeconfig asks for it (insecure-skip-tls-verify); do not warn on every request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     return cfg, source
 
 
