@@ -171,7 +171,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_column(column, no_wrap=column != "Category")
     conditions = []
     for req in profile.requirements:
-        level = req.level
+        level: str = req.level
         if req.condition:
             conditions.append(f"* {req.id}: only if {req.condition}")
             level += "*"

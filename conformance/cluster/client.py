@@ -72,7 +72,7 @@ class Cluster:
     def get_path(self, path: str, *, timeout: float | None = None) -> Any:
         """GET a raw API path (e.g. /readyz, /apis); JSON is decoded, text returned as is."""
         request = self.api.param_serialize("GET", path, auth_settings=["BearerToken"])
-        response = self.api.call_api(*request, _request_timeout=timeout)
+        response: Any = self.api.call_api(*request, _request_timeout=timeout)
         response.read()
         if not 200 <= response.status <= 299:
             self.api.response_deserialize(response, {})  # raises ApiException with the body
