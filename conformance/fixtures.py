@@ -134,7 +134,10 @@ def kube(
     try:
         yield handle
     finally:
-        if not (kaic_settings.keep_on_failure and request.node.stash.get(FAILED_KEY, False)):
+        if kaic_settings.keep_on_failure and request.node.stash.get(FAILED_KEY, False):
+            for ref in handle.registry.refs:
+                cluster.label(ref, {KEEP: "true"})
+        else:
             problems = handle.registry.delete_all(cluster)
             if problems:
                 raise RuntimeError("could not delete: " + "; ".join(problems))

@@ -50,6 +50,7 @@ class Accumulator:
     """Merges the setup/call/teardown phases of each check into one CheckResult."""
 
     results: dict[str, CheckResult] = field(default_factory=dict)
+    unfinished: set[str] = field(default_factory=set)  # set up, but no call phase reported
 
     def add(self, data: dict[str, Any], duration: float) -> CheckResult:
         check_id = str(data["check"])
@@ -58,6 +59,10 @@ class Accumulator:
             result = self.results[check_id] = CheckResult(id=check_id, status="passed")
         result.duration_s += duration
         status: CheckStatus = data["status"]
+        if data["when"] == "setup" and status == "passed":
+            self.unfinished.add(check_id)
+        elif data["when"] == "call":
+            self.unfinished.discard(check_id)
         if data["when"] == "teardown":
             if status == "error" and result.status == "passed":
                 result.status, result.message = "error", data["message"]
@@ -67,3 +72,11 @@ class Accumulator:
             result.objects = list(data["evidence"].get("objects", []))
             result.observed = dict(data["evidence"].get("observed", {}))
         return result
+
+    def final(self, reason: str) -> dict[str, CheckResult]:
+        """The outcomes, with checks that never finished their call phase as errors."""
+        for check_id in self.unfinished:
+            result = self.results[check_id]
+            if result.status == "passed":
+                result.status, result.message = "error", f"did not finish: {reason}"
+        return self.results

@@ -253,10 +253,12 @@ class RunCollector:
     def _finish(self, settings: Settings, exitstatus: int) -> None:
         from conformance.finish import finish_run
 
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        reason = "the run was interrupted" if interrupted else "its worker stopped"
         finish_run(
             settings,
-            self.state.accumulator.results,
+            self.state.accumulator.final(reason),
             self.state.started,
             time.monotonic() - self.state.started_monotonic,
-            interrupted=exitstatus == pytest.ExitCode.INTERRUPTED,
+            interrupted=interrupted,
         )

@@ -143,6 +143,15 @@ class Cluster:
             return False
         return True
 
+    def label(self, ref: ObjectRef, labels: Mapping[str, str]) -> None:
+        """Add labels to an existing object (JSON merge patch)."""
+        self.resource(ref.api_version, ref.kind).patch(
+            body={"metadata": {"labels": dict(labels)}},
+            name=ref.name,
+            namespace=ref.namespace,
+            content_type="application/merge-patch+json",
+        )
+
     def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
         kwargs: dict[str, Any] = {"container": container} if container else {}
         return str(self.core.read_namespaced_pod_log(name, namespace, **kwargs))
