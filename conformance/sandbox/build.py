@@ -1,0 +1,173 @@
+"""Build the sandbox's components from the pinned Go modules into a cache keyed by the pins."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.errors import KaicError
+from conformance.resources import data_path
+
+KUBERNETES_VERSION = "v1.35.4"
+KWOK_MODULE = "sigs.k8s.io/kwok"
+_K8S_LDFLAGS = " ".join(
+    [
+        "-s -w",
+        f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+        "-X k8s.io/component-base/version.gitMajor=1",
+        "-X k8s.io/component-base/version.gitMinor=35",
+        f"-X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}",
+        "-X k8s.io/component-base/version.gitTreeState=clean",
+        "-X k8s.io/component-base/version.buildDate=2026-01-01T00:00:00Z",
+    ]
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """One `go build` in one wrapper module of fixtures/sandbox/components."""
+
+    module_dir: str
+    packages: tuple[str, ...]
+    binaries: tuple[str, ...]
+    flags: tuple[str, ...]
+
+
+BUILDS = (
+    GoBuild("etcd", (".",), ("etcd",), ("-trimpath", "-ldflags", "-s -w")),
+    GoBuild(
+        "kubernetes",
+        tuple(
+            f"k8s.io/kubernetes/cmd/{c}"
+            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+        ),
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
+        ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS),
+    ),
+    GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w")),
+    GoBuild("kueue", ("sigs.k8s.io/kueue/cmd/kueue",), ("kueue",), ("-ldflags", "-s -w")),
+    GoBuild("lws", ("sigs.k8s.io/lws/cmd",), ("lws",), ("-ldflags", "-s -w")),
+)
+BINARIES = tuple(b for build in BUILDS for b in build.binaries)
+# Data files copied from module sources into the cache, so `up` needs no Go toolchain.
+MODULE_DATA = {
+    "kwok": (KWOK_MODULE, ["kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
+                            "kustomize/stage/pod/fast"]),
+    "kueue": ("sigs.k8s.io/kueue", ["config/components/crd/bases"]),
+    "lws": ("sigs.k8s.io/lws", ["config/crd/bases"]),
+}  # fmt: skip
+READY_MARKER = ".complete"
+
+
+def components_dir() -> Path:
+    return data_path("fixtures") / "sandbox" / "components"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KAIC_CACHE_DIR", "~/.cache/kaic")).expanduser() / "sandbox"
+
+
+def cache_key() -> str:
+    """Hash of every pin (go.mod, go.sum, Go sources) and of the build flags."""
+    digest = hashlib.sha256()
+    root = components_dir()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and (path.suffix in (".go", ".mod", ".sum")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    for build in BUILDS:
+        digest.update(repr(build).encode())
+    digest.update(repr(MODULE_DATA).encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return cache_root() / cache_key()
+
+
+def built() -> Path | None:
+    """The cache directory if a complete build is there."""
+    directory = cache_dir()
+    return directory if (directory / READY_MARKER).exists() else None
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise KaicError("the sandbox is built with Go: install Go >= 1.25 (https://go.dev/dl)")
+    return go
+
+
+def _run(cmd: list[str], cwd: Path, log: Path) -> None:
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    with log.open("ab") as out:
+        proc = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                              check=False)  # fmt: skip
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+        raise KaicError(f"`{' '.join(cmd[:3])} ...` failed in {cwd.name}: {tail[0]} (log: {log})")
+
+
+def _module_dir(go: str, component: str, module: str) -> Path:
+    out = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=components_dir() / component,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0 or not out.stdout.strip():
+        raise KaicError(f"cannot locate module {module}: {out.stderr.strip()[:200]}")
+    return Path(out.stdout.strip())
+
+
+def build(progress: Progress = lambda _: None) -> Path:
+    """Build every component (or reuse the cache); return the cache directory."""
+    done = built()
+    if done is not None:
+        progress(f"sandbox components already built in {done}")
+        return done
+    go = _go()
+    target = cache_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    (work / "bin").mkdir()
+    log = work / "build.log"
+    started = time.monotonic()
+    for step in BUILDS:
+        t0 = time.monotonic()
+        progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
+        _run(
+            [go, "mod", "download"], components_dir() / step.module_dir, log
+        )
+        out = str(work / "bin" / step.binaries[0]) if len(step.binaries) == 1 else str(
+            work / "bin"
+        ) + "/"
+        _run(
+            [go, "build", *step.flags, "-o", out, *step.packages],
+            components_dir() / step.module_dir,
+            log,
+        )
+        progress(f"  done in {time.monotonic() - t0:.0f}s")
+    for component, (module, folders) in MODULE_DATA.items():
+        source = _module_dir(go, component, module)
+        for folder in folders:
+            shutil.copytree(source / folder, work / "data" / component / folder,
+                            dirs_exist_ok=True)  # fmt: skip
+    for path in (work / "data").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (work / READY_MARKER).write_text(f"built in {time.monotonic() - started:.0f}s\n")
+    if target.exists():
+        shutil.rmtree(target)
+    work.rename(target)
+    progress(f"sandbox components built in {time.monotonic() - started:.0f}s into {target}")
+    return target
