@@ -1,0 +1,349 @@
+"""`kaic sandbox up/down/status`: start the components on loopback, stop them, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from conformance.cluster import Cluster
+from conformance.cluster.connect import ConnectOptions, load_configuration
+from conformance.errors import KaicError
+from conformance.sandbox import pki, processes, topology
+from conformance.sandbox.build import build as build_components
+from conformance.sandbox.processes import free_port
+
+COMPONENTS = ("kueue", "lws", "dra-driver")
+FAULTS = ("device-plugin-no-devices", "lws-group-restart")
+STATE_FILE = "state.json"
+FIELD_MANAGER = "kaic-sandbox"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Sandbox:
+    directory: Path
+    server: str
+    kubeconfig: Path
+    pids: dict[str, int] = field(default_factory=dict)
+    without: list[str] = field(default_factory=list)
+    breaks: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "pids": self.pids,
+            "without": self.without,
+            "breaks": self.breaks,
+        }
+
+    @classmethod
+    def from_json(cls, directory: Path, data: dict[str, Any]) -> Sandbox:
+        return cls(
+            directory=directory,
+            server=data["server"],
+            kubeconfig=Path(data["kubeconfig"]),
+            pids={k: int(v) for k, v in data["pids"].items()},
+            without=list(data.get("without", [])),
+            breaks=list(data.get("breaks", [])),
+        )
+
+
+def _validate(without: Sequence[str], breaks: Sequence[str]) -> None:
+    for name in without:
+        if name not in COMPONENTS:
+            raise KaicError(f"--without {name}: unknown component (known: {', '.join(COMPONENTS)})")
+    for name in breaks:
+        if name not in FAULTS:
+            raise KaicError(f"--break {name}: unknown fault (known: {', '.join(FAULTS)})")
+
+
+def attach(directory: Path) -> Sandbox:
+    path = directory / STATE_FILE
+    if not path.exists():
+        raise KaicError(f"no sandbox in {directory} (start one with: kaic sandbox up)")
+    return Sandbox.from_json(directory, json.loads(path.read_text()))
+
+
+def is_running(directory: Path) -> bool:
+    try:
+        box = attach(directory)
+    except KaicError:
+        return False
+    return bool(box.pids) and all(processes.alive(p) for p in box.pids.values())
+
+
+def _kubeconfig(path: Path, server: str, pki_dir: Path, user: str) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kaic-sandbox",
+                "cluster": {"server": server, "certificate-authority": str(pki_dir / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki_dir / f"{user}.crt"),
+                    "client-key": str(pki_dir / f"{user}.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": "kaic-sandbox", "context": {"cluster": "kaic-sandbox", "user": user}}],
+        "current-context": "kaic-sandbox",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+
+
+def _https_ok(url: str, pki_dir: Path) -> bool:
+    ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
+    ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _stage_config(data: Path, out: Path) -> Path:
+    docs = [
+        p.read_text()
+        for p in sorted((data / "kwok").rglob("*.yaml"))
+        if p.name != "kustomization.yaml" and "testdata" not in p.parts
+    ]
+    out.write_text("\n---\n".join(docs))
+    return out
+
+
+def up(
+    directory: Path,
+    without: Sequence[str] = (),
+    breaks: Sequence[str] = (),
+    progress: Progress | None = None,
+) -> Sandbox:
+    """Start a sandbox in `directory` (built components are reused); return how to reach it."""
+    say = progress or (lambda _: None)
+    _validate(without, breaks)
+    if is_running(directory):
+        raise KaicError(f"a sandbox is already running in {directory} (kaic sandbox down first)")
+    if directory.exists():
+        shutil.rmtree(directory)
+    cache = build_components(say)
+    bin_dir = cache / "bin"
+    for sub in ("pki", "logs", "etcd"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    pki_dir, logs = directory / "pki", directory / "logs"
+    started = time.monotonic()
+    box = Sandbox(directory, "", directory / "kubeconfig", without=list(without),
+                  breaks=list(breaks))  # fmt: skip
+    try:
+        _start_control_plane(box, bin_dir, pki_dir, logs, say)
+        _start_nodes(box, bin_dir, cache / "data", logs, say)
+    except BaseException:
+        down(directory, remove=False)
+        raise
+    say(f"sandbox ready in {time.monotonic() - started:.1f}s")
+    return box
+
+
+def _save(box: Sandbox) -> None:
+    (box.directory / STATE_FILE).write_text(json.dumps(box.to_json(), indent=2))
+
+
+def _start_control_plane(
+    box: Sandbox, bin_dir: Path, pki_dir: Path, logs: Path, say: Progress
+) -> None:
+    say("generating certificates")
+    ca = pki.CA(pki_dir, "ca")
+    proxy_ca = pki.CA(pki_dir, "front-proxy-ca")
+    api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
+    serving = ca.issue("apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost"))
+    ca.issue("admin", "kaic-admin", org="system:masters", client=True)
+    proxy = proxy_ca.issue("front-proxy-client", "front-proxy-client", client=True)
+    sa_key = pki.service_account_key(pki_dir)
+    box.server = f"https://127.0.0.1:{api_port}"
+    _kubeconfig(box.kubeconfig, box.server, pki_dir, "admin")
+
+    say("starting etcd")
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    box.pids["etcd"] = processes.start("etcd", [
+        str(bin_dir / "etcd"), "--data-dir", str(box.directory / "etcd"),
+        "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+        "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
+        "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn",
+    ], logs)  # fmt: skip
+    _save(box)
+    processes.wait_until("etcd", lambda: _http_ok(f"{etcd_url}/health"), box.pids["etcd"],
+                         logs / "etcd.log")  # fmt: skip
+
+    say("starting kube-apiserver")
+    box.pids["kube-apiserver"] = processes.start("kube-apiserver", [
+        str(bin_dir / "kube-apiserver"), "--etcd-servers", etcd_url,
+        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+        "--secure-port", str(api_port), "--cert-dir", str(pki_dir),
+        "--tls-cert-file", str(serving[0]), "--tls-private-key-file", str(serving[1]),
+        "--client-ca-file", str(ca.cert_path), "--authorization-mode", "Node,RBAC",
+        "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file", str(sa_key),
+        "--service-account-signing-key-file", str(sa_key),
+        "--service-cluster-ip-range", "10.96.0.0/16", "--endpoint-reconciler-type", "none",
+        "--allow-privileged=true",
+        "--requestheader-client-ca-file", str(proxy_ca.cert_path),
+        "--requestheader-allowed-names", "front-proxy-client",
+        "--requestheader-username-headers", "X-Remote-User",
+        "--requestheader-group-headers", "X-Remote-Group",
+        "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+        "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
+        "--enable-aggregator-routing=true",
+    ], logs)  # fmt: skip
+    _save(box)
+    processes.wait_until(
+        "kube-apiserver", lambda: _https_ok(f"{box.server}/readyz", pki_dir),
+        box.pids["kube-apiserver"], logs / "kube-apiserver.log", timeout_s=90,
+    )  # fmt: skip
+    kubeconfig = str(box.kubeconfig)
+    auth = ["--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
+            "--authorization-kubeconfig", kubeconfig, "--leader-elect=false"]  # fmt: skip
+    say("starting kube-controller-manager and kube-scheduler")
+    box.pids["kube-controller-manager"] = processes.start("kube-controller-manager", [
+        str(bin_dir / "kube-controller-manager"), *auth, "--secure-port", "0",
+        "--service-account-private-key-file", str(sa_key), "--root-ca-file", str(ca.cert_path),
+        "--cluster-signing-cert-file", str(ca.cert_path),
+        "--cluster-signing-key-file", str(pki_dir / "ca.key"),
+        "--use-service-account-credentials=true", "--controllers", "*",
+    ], logs)  # fmt: skip
+    box.pids["kube-scheduler"] = processes.start("kube-scheduler", [
+        str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(free_port()),
+        "--bind-address", "127.0.0.1",
+    ], logs)  # fmt: skip
+    _save(box)
+
+
+def _admin(box: Sandbox) -> Cluster:
+    cfg, source = load_configuration(ConnectOptions(kubeconfig=str(box.kubeconfig)))
+    return Cluster(cfg, context=source, run_id="sandbox")
+
+
+def apply(cluster: Cluster, obj: dict[str, Any], *, status: bool = False) -> None:
+    res = cluster.resource(obj["apiVersion"], obj["kind"])
+    target = res.status if status else res
+    target.server_side_apply(
+        body=obj,
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+    )
+
+
+def _start_nodes(box: Sandbox, bin_dir: Path, data: Path, logs: Path, say: Progress) -> None:
+    say("starting kwok (emulated nodes)")
+    stages = _stage_config(data, box.directory / "kwok-stages.yaml")
+    box.pids["kwok"] = processes.start("kwok", [
+        str(bin_dir / "kwok"), "--kubeconfig", str(box.kubeconfig), "--config", str(stages),
+        "--manage-nodes-with-label-selector", "=".join(topology.KWOK_LABEL),
+        "--cidr", "127.100.0.0/16", "--node-ip", "127.0.0.1",
+    ], logs)  # fmt: skip
+    _save(box)
+    cluster = _admin(box)
+    topo, nodes = topology.load()
+    for spec in nodes:
+        node, status = node_objects(spec, topo, box.breaks)
+        apply(cluster, node)
+        apply(cluster, {"apiVersion": "v1", "kind": "Node", "metadata": node["metadata"],
+                        **status}, status=True)  # fmt: skip
+    if "dra-driver" not in box.without:
+        say("publishing DRA devices (emulated driver gpu.example.com)")
+        apply(cluster, topology.device_class())
+        for spec in nodes:
+            if spec.kind == "dra":
+                apply(cluster, topology.resource_slice(spec, topo))
+    names = {n.name for n in nodes}
+    cluster.wait_for(
+        "v1", "Node",
+        lambda objs: {o["metadata"]["name"] for o in objs if _ready(o)} >= names or None,
+        awaiting=f"nodes {', '.join(sorted(names))} to be Ready", timeout_s=60,
+        label_selector="=".join(topology.KWOK_LABEL),
+    )  # fmt: skip
+    cluster.wait_for(
+        "v1", "ServiceAccount", lambda objs: objs or None,
+        awaiting="the default ServiceAccount", timeout_s=60, namespace="default",
+    )  # fmt: skip
+
+
+def node_objects(
+    spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    node, status = topology.node_manifest(spec, topo)
+    if "device-plugin-no-devices" in breaks and spec.kind == "device-plugin":
+        node["metadata"]["labels"]["kaic.dev/sandbox-fault"] = "device-plugin-no-devices"
+    return node, status
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
+    )
+
+
+def down(directory: Path, *, remove: bool = True) -> list[str]:
+    """Stop every process of the sandbox in `directory`; return the names stopped."""
+    try:
+        box = attach(directory)
+    except KaicError:
+        if remove and directory.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+        return []
+    # Controllers first, etcd last, so nothing logs errors about a vanished API server.
+    order = [n for n in box.pids if n != "etcd"] + (["etcd"] if "etcd" in box.pids else [])
+    processes.stop([box.pids[n] for n in order if n != "etcd"])
+    if "etcd" in box.pids:
+        processes.stop([box.pids["etcd"]])
+    if remove:
+        shutil.rmtree(directory, ignore_errors=True)
+    return order
+
+
+def describe(directory: Path) -> str:
+    box = attach(directory)
+    lines = [f"sandbox in {directory}: API server {box.server}", f"kubeconfig: {box.kubeconfig}"]
+    for name, pid in box.pids.items():
+        lines.append(f"  {name:26} pid {pid:<8} {'running' if processes.alive(pid) else 'STOPPED'}")
+    if box.without:
+        lines.append(f"without: {', '.join(box.without)}")
+    if box.breaks:
+        lines.append(f"broken on purpose: {', '.join(box.breaks)}")
+    try:
+        cluster = _admin(box)
+        version = client.VersionApi(cluster.api).get_code(_request_timeout=3).git_version
+        nodes = cluster.list_objects("v1", "Node")
+        ready = sum(1 for n in nodes if _ready(n))
+        lines.append(f"Kubernetes {version}; nodes ready: {ready}/{len(nodes)}")
+    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+        lines.append(f"API server not answering: {type(exc).__name__}")
+    return "\n".join(lines)
