@@ -146,12 +146,12 @@ def build(progress: Progress = lambda _: None) -> Path:
     for step in BUILDS:
         t0 = time.monotonic()
         progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
-        _run(
-            [go, "mod", "download"], components_dir() / step.module_dir, log
+        _run([go, "mod", "download"], components_dir() / step.module_dir, log)
+        out = (
+            str(work / "bin" / step.binaries[0])
+            if len(step.binaries) == 1
+            else str(work / "bin") + "/"
         )
-        out = str(work / "bin" / step.binaries[0]) if len(step.binaries) == 1 else str(
-            work / "bin"
-        ) + "/"
         _run(
             [go, "build", *step.flags, "-o", out, *step.packages],
             components_dir() / step.module_dir,

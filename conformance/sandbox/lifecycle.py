@@ -102,7 +102,9 @@ def _kubeconfig(path: Path, server: str, pki_dir: Path, user: str) -> None:
                 },
             }
         ],
-        "contexts": [{"name": "kaic-sandbox", "context": {"cluster": "kaic-sandbox", "user": user}}],
+        "contexts": [
+            {"name": "kaic-sandbox", "context": {"cluster": "kaic-sandbox", "user": user}}
+        ],
         "current-context": "kaic-sandbox",
     }
     path.write_text(yaml.safe_dump(config))
@@ -113,7 +115,7 @@ def _https_ok(url: str, pki_dir: Path) -> bool:
     ctx = ssl.create_default_context(cafile=str(pki_dir / "ca.crt"))
     ctx.load_cert_chain(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key"))
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -121,7 +123,7 @@ def _https_ok(url: str, pki_dir: Path) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -344,6 +346,6 @@ def describe(directory: Path) -> str:
         nodes = cluster.list_objects("v1", "Node")
         ready = sum(1 for n in nodes if _ready(n))
         lines.append(f"Kubernetes {version}; nodes ready: {ready}/{len(nodes)}")
-    except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+    except Exception as exc:
         lines.append(f"API server not answering: {type(exc).__name__}")
     return "\n".join(lines)
