@@ -107,6 +107,16 @@ def namespace(
     )
     ref = ObjectRef("v1", "Namespace", name)
     try:
+        # Pods are refused until the service account controller has made "default".
+        cluster.wait_for(
+            "v1",
+            "ServiceAccount",
+            lambda objs: objs or None,
+            awaiting=f"ServiceAccount {name}/default (created by the controller manager)",
+            timeout_s=60,
+            namespace=name,
+            name="default",
+        )
         yield name
     finally:
         if kaic_settings.keep_on_failure and request.node.stash.get(FAILED_KEY, False):
