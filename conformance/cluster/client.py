@@ -130,7 +130,7 @@ class Cluster:
         out = self.resource(api_version, kind).get(
             namespace=namespace, label_selector=label_selector, field_selector=field_selector
         )
-        return [dict(i) for i in out.to_dict().get("items", [])]
+        return [dict(i) for i in out.to_dict().get("items") or []]
 
     def delete(self, ref: ObjectRef, *, background: bool = True) -> bool:
         """Delete one object; False if it was already gone."""

@@ -106,14 +106,14 @@ def preferred_group_versions(cluster: Cluster) -> list[str]:
 def nodes(cluster: Cluster) -> list[NodeInfo]:
     found = []
     for node in cluster.list_objects("v1", "Node"):
-        status = node.get("status", {})
+        status = node.get("status") or {}
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions", [])
+            for c in status.get("conditions") or []
         )
         taints = [
             f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
-            for t in node.get("spec", {}).get("taints", []) or []
+            for t in (node.get("spec") or {}).get("taints") or []
         ]
         found.append(
             NodeInfo(

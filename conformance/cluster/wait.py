@@ -39,7 +39,7 @@ def wait_for(
         listing = resource.get(
             namespace=namespace, field_selector=field_selector, label_selector=label_selector
         ).to_dict()
-        state = {_key(o): dict(o) for o in listing.get("items", [])}
+        state = {_key(o): dict(o) for o in listing.get("items") or []}
         version = listing["metadata"]["resourceVersion"]
         result = evaluate()
         if result:

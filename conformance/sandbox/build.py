@@ -62,8 +62,9 @@ BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 MODULE_DATA = {
     "kwok": (KWOK_MODULE, ["kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
                             "kustomize/stage/pod/fast"]),
-    "kueue": ("sigs.k8s.io/kueue", ["config/components/crd/bases"]),
-    "lws": ("sigs.k8s.io/lws", ["config/crd/bases"]),
+    "kueue": ("sigs.k8s.io/kueue", ["config/components/crd/bases",
+                                    "config/components/webhook"]),
+    "lws": ("sigs.k8s.io/lws", ["config/crd/bases", "config/webhook"]),
 }  # fmt: skip
 READY_MARKER = ".complete"
 

@@ -18,7 +18,7 @@ from kubernetes import client
 from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
-from conformance.sandbox import pki, processes, topology
+from conformance.sandbox import controllers, pki, processes, topology
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.processes import free_port
 
@@ -161,7 +161,8 @@ def up(
     box = Sandbox(directory, "", directory / "kubeconfig", without=list(without),
                   breaks=list(breaks))  # fmt: skip
     try:
-        _start_control_plane(box, bin_dir, pki_dir, logs, say)
+        ca = _start_control_plane(box, bin_dir, pki_dir, logs, say)
+        _start_controllers(box, ca, bin_dir, cache / "data", say)
         _start_nodes(box, bin_dir, cache / "data", logs, say)
     except BaseException:
         down(directory, remove=False)
@@ -176,7 +177,7 @@ def _save(box: Sandbox) -> None:
 
 def _start_control_plane(
     box: Sandbox, bin_dir: Path, pki_dir: Path, logs: Path, say: Progress
-) -> None:
+) -> pki.CA:
     say("generating certificates")
     ca = pki.CA(pki_dir, "ca")
     proxy_ca = pki.CA(pki_dir, "front-proxy-ca")
@@ -243,6 +244,29 @@ def _start_control_plane(
         "--bind-address", "127.0.0.1",
     ], logs)  # fmt: skip
     _save(box)
+    return ca
+
+
+def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say: Progress) -> None:
+    cluster = _admin(box)
+    started = []
+    if "lws" not in box.without:
+        say("starting LeaderWorkerSet (CRDs, webhooks on loopback, controller)")
+        lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca)
+        box.pids["lws"] = lws.pid
+        started.append(lws)
+    if "kueue" not in box.without:
+        say("starting Kueue (CRDs, webhooks on loopback, controller)")
+        kueue = controllers.start_kueue(cluster, apply, bin_dir, data, box.directory,
+                                        with_lws="lws" not in box.without)  # fmt: skip
+        box.pids["kueue"] = kueue.pid
+        started.append(kueue)
+    _save(box)
+    for controller in started:
+        controllers.wait_ready(controller)
+    if "kueue" not in box.without:
+        for obj in controllers.kueue_platform_queues():
+            apply(cluster, obj)
 
 
 def _admin(box: Sandbox) -> Cluster:
@@ -309,7 +333,7 @@ def node_objects(
 def _ready(node: dict[str, Any]) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
-        for c in node.get("status", {}).get("conditions", [])
+        for c in (node.get("status") or {}).get("conditions") or []
     )
 
 

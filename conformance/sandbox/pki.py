@@ -37,12 +37,12 @@ def _name(common: str, org: str | None = None) -> x509.Name:
 
 
 class CA:
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, hosts: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.cert_path = directory / f"{name}.crt"
         self.key = _key()
         now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(_name(f"kaic-sandbox-{name}"))
             .issuer_name(_name(f"kaic-sandbox-{name}"))
@@ -55,8 +55,10 @@ class CA:
                 x509.KeyUsage(True, False, False, False, False, True, True, False, False),
                 critical=True,
             )
-            .sign(self.key, hashes.SHA256())
         )
+        if hosts:
+            builder = builder.add_extension(_alt_names(hosts), critical=False)
+        self.cert = builder.sign(self.key, hashes.SHA256())
         self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         _write_key(self.key, directory / f"{name}.key")
 
@@ -87,18 +89,22 @@ class CA:
             )
         )
         if hosts:
-            alt: list[x509.GeneralName] = []
-            for host in hosts:
-                try:
-                    alt.append(x509.IPAddress(ipaddress.ip_address(host)))
-                except ValueError:
-                    alt.append(x509.DNSName(host))
-            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            builder = builder.add_extension(_alt_names(hosts), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         crt, key_path = self.directory / f"{name}.crt", self.directory / f"{name}.key"
         crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key, key_path)
         return crt, key_path
+
+
+def _alt_names(hosts: tuple[str, ...]) -> x509.SubjectAlternativeName:
+    alt: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            alt.append(x509.DNSName(host))
+    return x509.SubjectAlternativeName(alt)
 
 
 def service_account_key(directory: Path) -> Path:

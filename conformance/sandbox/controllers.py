@@ -1,0 +1,249 @@
+"""The real Kueue and LeaderWorkerSet controllers, run out of cluster with their webhooks on
+loopback: CRDs from the pinned modules, webhook configurations pointing at `https://127.0.0.1`
+with a CA bundle the API server trusts."""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.cluster import Cluster
+from conformance.sandbox import pki, processes
+from conformance.sandbox.processes import free_port
+
+Obj = dict[str, Any]
+Apply = Callable[[Cluster, Obj], None]
+
+KUEUE_NAMESPACE = "kueue-system"
+LWS_NAMESPACE = "lws-system"
+# Webhooks kept from the upstream manifests: those of the integrations the sandbox enables.
+KUEUE_GROUPS = {"kueue.x-k8s.io", "batch", "", "leaderworkerset.x-k8s.io"}
+LWS_GROUPS = {"leaderworkerset.x-k8s.io", ""}
+# The Kueue CRDs whose versions differ and that Kueue converts (its cert manager's list).
+KUEUE_CONVERTED = frozenset(
+    {
+        f"{plural}.kueue.x-k8s.io"
+        for plural in ("localqueues", "clusterqueues", "workloads", "cohorts", "multikueueclusters")
+    }
+)
+
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    pid: int
+    health_url: str
+    log: Path
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback health
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _docs(path: Path) -> list[Obj]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _crds(
+    directory: Path,
+    conversion_url: str | None,
+    ca_pem: bytes,
+    converted: frozenset[str] = frozenset(),
+) -> list[Obj]:
+    crds = []
+    for path in sorted(directory.glob("*.yaml")):
+        for crd in _docs(path):
+            if conversion_url and crd["metadata"]["name"] in converted:
+                crd["spec"]["conversion"] = {
+                    "strategy": "Webhook",
+                    "webhook": {
+                        "conversionReviewVersions": ["v1"],
+                        "clientConfig": {
+                            "url": conversion_url,
+                            "caBundle": base64.b64encode(ca_pem).decode(),
+                        },
+                    },
+                }
+            crds.append(crd)
+    return crds
+
+
+def _webhooks(
+    manifest: Path, prefix: str, base_url: str, ca_pem: bytes, groups: set[str]
+) -> list[Obj]:
+    configs = []
+    for config in _docs(manifest):
+        kept = []
+        for hook in config.get("webhooks", []):
+            hook_groups = {g for rule in hook.get("rules", []) for g in rule.get("apiGroups", [])}
+            if not hook_groups <= groups:
+                continue
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {
+                "url": f"{base_url}{path}",
+                "caBundle": base64.b64encode(ca_pem).decode(),
+            }
+            kept.append(hook)
+        config["metadata"] = {"name": f"{prefix}{config['metadata']['name']}"}
+        config["webhooks"] = kept
+        configs.append(config)
+    return configs
+
+
+def _namespace(name: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+def _wait_crds(cluster: Cluster, crds: list[Obj]) -> None:
+    names = {c["metadata"]["name"] for c in crds}
+
+    def established(objs: list[Obj]) -> bool | None:
+        done = {
+            o["metadata"]["name"]
+            for o in objs
+            if any(
+                c["type"] == "Established" and c["status"] == "True"
+                for c in (o.get("status") or {}).get("conditions") or []
+            )
+        }
+        return names <= done or None
+
+    cluster.wait_for("apiextensions.k8s.io/v1", "CustomResourceDefinition", established,
+                     awaiting="CRDs to be Established", timeout_s=60)  # fmt: skip
+
+
+def start_kueue(
+    cluster: Cluster, apply: Apply, bin_dir: Path, data: Path, work: Path, *, with_lws: bool
+) -> Controller:
+    """Kueue as a platform runs it: Jobs and pod groups, all-or-nothing (waitForPodsReady)."""
+    certs = work / "kueue-certs"
+    certs.mkdir(parents=True)
+    service = "kueue-webhook-service"
+    # Kueue's own cert manager keeps a CA in a Secret and injects it; we seed that Secret with a
+    # CA and a serving cert that is also valid for 127.0.0.1, so the API server can call us there.
+    ca = pki.CA(certs, "kueue-ca", hosts=("kueue-ca",))
+    crt, key = ca.issue("tls", f"{service}.{KUEUE_NAMESPACE}.svc",
+                        hosts=(f"{service}.{KUEUE_NAMESPACE}.svc", "127.0.0.1"))  # fmt: skip
+    ca_pem = ca.cert_path.read_bytes()
+    apply(cluster, _namespace(KUEUE_NAMESPACE))
+    apply(cluster, {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "kueue-webhook-server-cert", "namespace": KUEUE_NAMESPACE},
+        "data": {k: base64.b64encode(p.read_bytes()).decode() for k, p in {
+            "ca.crt": ca.cert_path, "ca.key": certs / "kueue-ca.key",
+            "tls.crt": crt, "tls.key": key}.items()},
+    })  # fmt: skip
+    port, health = free_port(), free_port()
+    base = f"https://127.0.0.1:{port}"
+    crds = _crds(data / "kueue/config/components/crd/bases", f"{base}/convert", ca_pem,
+                 KUEUE_CONVERTED)  # fmt: skip
+    for crd in crds:
+        apply(cluster, crd)
+    _wait_crds(cluster, crds)
+    frameworks = ["batch/job", "pod"] + (["leaderworkerset.x-k8s.io/leaderworkerset"]
+                                          if with_lws else [])  # fmt: skip
+    config = {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+        "kind": "Configuration",
+        "namespace": KUEUE_NAMESPACE,
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"port": port, "host": "127.0.0.1", "certDir": str(certs)},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": True, "webhookServiceName": service},
+        "waitForPodsReady": {
+            "timeout": "5m",
+            "blockAdmission": True,
+            "requeuingStrategy": {"timestamp": "Eviction"},
+        },  # fmt: skip
+        "integrations": {"frameworks": frameworks},
+    }
+    config_path = work / "kueue-config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    for hook in _webhooks(data / "kueue/config/components/webhook/manifests.yaml", "kueue-",
+                          base, ca_pem, KUEUE_GROUPS if with_lws else KUEUE_GROUPS - {
+                              "leaderworkerset.x-k8s.io"}):  # fmt: skip
+        apply(cluster, hook)
+    log = work / "logs" / "kueue.log"
+    pid = processes.start("kueue", [
+        str(bin_dir / "kueue"), "--config", str(config_path),
+        "--kubeconfig", str(work / "kubeconfig"), "--feature-gates", "VisibilityOnDemand=false",
+    ], work / "logs")  # fmt: skip
+    return Controller("kueue", pid, f"http://127.0.0.1:{health}/readyz", log)
+
+
+def kueue_platform_queues() -> list[Obj]:
+    """A flavor and a cluster queue with quota for every node's resources, as a platform would."""
+    return [
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ResourceFlavor",
+         "metadata": {"name": "default-flavor"}},
+        {"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "ClusterQueue",
+         "metadata": {"name": "sandbox"},
+         "spec": {"namespaceSelector": {}, "resourceGroups": [{
+             "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+             "flavors": [{"name": "default-flavor", "resources": [
+                 {"name": "cpu", "nominalQuota": "64"},
+                 {"name": "memory", "nominalQuota": "512Gi"},
+                 {"name": "nvidia.com/gpu", "nominalQuota": "8"}]}]}]}},
+    ]  # fmt: skip
+
+
+def start_lws(
+    cluster: Cluster, apply: Apply, bin_dir: Path, data: Path, work: Path, ca: pki.CA
+) -> Controller:
+    certs = work / "lws-certs"
+    certs.mkdir(parents=True)
+    crt, key = ca.issue("lws-webhook", "lws-webhook", hosts=("127.0.0.1",))
+    (certs / "tls.crt").write_bytes(crt.read_bytes())
+    (certs / "tls.key").write_bytes(key.read_bytes())
+    ca_pem = ca.cert_path.read_bytes()
+    apply(cluster, _namespace(LWS_NAMESPACE))
+    port, health = free_port(), free_port()
+    base = f"https://127.0.0.1:{port}"
+    crds = _crds(data / "lws/config/crd/bases", None, ca_pem)
+    for crd in crds:
+        apply(cluster, crd)
+    _wait_crds(cluster, crds)
+    config = {
+        "apiVersion": "config.lws.x-k8s.io/v1alpha1",
+        "kind": "Configuration",
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"port": port, "host": "127.0.0.1", "certDir": str(certs)},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+    }
+    config_path = work / "lws-config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    for hook in _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-", base, ca_pem,
+                          LWS_GROUPS):  # fmt: skip
+        apply(cluster, hook)
+    log = work / "logs" / "lws.log"
+    pid = processes.start(
+        "lws",
+        [
+            str(bin_dir / "lws"),
+            "--config",
+            str(config_path),
+            "--kubeconfig",
+            str(work / "kubeconfig"),
+        ],
+        work / "logs",
+        env={"POD_NAMESPACE": LWS_NAMESPACE, "NAMESPACE": LWS_NAMESPACE},
+    )
+    return Controller("lws", pid, f"http://127.0.0.1:{health}/readyz", log)
+
+
+def wait_ready(controller: Controller, timeout_s: float = 90) -> None:
+    processes.wait_until(controller.name, lambda: _ready(controller.health_url), controller.pid,
+                         controller.log, timeout_s=timeout_s)  # fmt: skip
