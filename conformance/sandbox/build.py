@@ -61,7 +61,7 @@ BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 # Data files copied from module sources into the cache, so `up` needs no Go toolchain.
 MODULE_DATA = {
     "kwok": (KWOK_MODULE, ["kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
-                            "kustomize/stage/pod/fast"]),
+                            "kustomize/stage/pod/fast", "kustomize/crd/bases"]),
     "kueue": ("sigs.k8s.io/kueue", ["config/components/crd/bases",
                                     "config/components/webhook"]),
     "lws": ("sigs.k8s.io/lws", ["config/crd/bases", "config/webhook"]),

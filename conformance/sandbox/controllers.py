@@ -44,7 +44,7 @@ class Controller:
 
 def _ready(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback health
+        with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
@@ -165,7 +165,7 @@ def start_kueue(
             "timeout": "5m",
             "blockAdmission": True,
             "requeuingStrategy": {"timestamp": "Eviction"},
-        },  # fmt: skip
+        },
         "integrations": {"frameworks": frameworks},
     }
     config_path = work / "kueue-config.yaml"

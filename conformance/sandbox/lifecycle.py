@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from kubernetes import client
 from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
+from conformance.probes import PROBE_IMAGE
 from conformance.sandbox import controllers, pki, processes, topology
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.processes import free_port
@@ -130,12 +132,19 @@ def _http_ok(url: str) -> bool:
 
 
 def _stage_config(data: Path, out: Path) -> Path:
-    docs = [
-        p.read_text()
-        for p in sorted((data / "kwok").rglob("*.yaml"))
-        if p.name != "kustomization.yaml" and "testdata" not in p.parts
-    ]
-    out.write_text("\n---\n".join(docs))
+    """KWOK's upstream stages, except that pods of the probe image are not completed by KWOK:
+    the probe runtime sets their phase from the real exit code."""
+    stages = []
+    for path in sorted((data / "kwok" / "kustomize" / "stage").rglob("*.yaml")):
+        if path.name == "kustomization.yaml" or "testdata" in path.parts:
+            continue
+        stage = yaml.safe_load(path.read_text())
+        if stage["metadata"]["name"] == "pod-complete":
+            stage["spec"]["selector"]["matchExpressions"].append(
+                {"key": ".spec.containers.[0].image", "operator": "NotIn", "values": [PROBE_IMAGE]}
+            )
+        stages.append(stage)
+    out.write_text(yaml.safe_dump_all(stages))
     return out
 
 
@@ -163,7 +172,7 @@ def up(
     try:
         ca = _start_control_plane(box, bin_dir, pki_dir, logs, say)
         _start_controllers(box, ca, bin_dir, cache / "data", say)
-        _start_nodes(box, bin_dir, cache / "data", logs, say)
+        _start_nodes(box, ca, bin_dir, cache / "data", logs, say)
     except BaseException:
         down(directory, remove=False)
         raise
@@ -221,7 +230,7 @@ def _start_control_plane(
         "--requestheader-group-headers", "X-Remote-Group",
         "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
-        "--enable-aggregator-routing=true",
+        "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
     ], logs)  # fmt: skip
     _save(box)
     processes.wait_until(
@@ -286,16 +295,28 @@ def apply(cluster: Cluster, obj: dict[str, Any], *, status: bool = False) -> Non
     )
 
 
-def _start_nodes(box: Sandbox, bin_dir: Path, data: Path, logs: Path, say: Progress) -> None:
-    say("starting kwok (emulated nodes)")
+def _start_nodes(
+    box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, logs: Path, say: Progress
+) -> None:
+    say("starting kwok (emulated nodes) and the probe runtime")
+    cluster = _admin(box)
+    for path in sorted((data / "kwok" / "kustomize" / "crd" / "bases").glob("*logs.yaml")):
+        apply(cluster, yaml.safe_load(path.read_text()))
     stages = _stage_config(data, box.directory / "kwok-stages.yaml")
+    kubelet_port = free_port()
+    crt, key = ca.issue("kwok-kubelet", "kwok", hosts=("127.0.0.1",))
     box.pids["kwok"] = processes.start("kwok", [
         str(bin_dir / "kwok"), "--kubeconfig", str(box.kubeconfig), "--config", str(stages),
         "--manage-nodes-with-label-selector", "=".join(topology.KWOK_LABEL),
-        "--cidr", "127.100.0.0/16", "--node-ip", "127.0.0.1",
+        "--cidr", "127.100.0.0/16", "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
+        "--server-address", f"127.0.0.1:{kubelet_port}", "--node-port", str(kubelet_port),
+        "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
+    ], logs)  # fmt: skip
+    box.pids["probe-runtime"] = processes.start("probe-runtime", [
+        sys.executable, "-m", "conformance.sandbox.probe_runtime",
+        "--kubeconfig", str(box.kubeconfig), "--dir", str(box.directory),
     ], logs)  # fmt: skip
     _save(box)
-    cluster = _admin(box)
     topo, nodes = topology.load()
     for spec in nodes:
         node, status = node_objects(spec, topo, box.breaks)
