@@ -20,6 +20,7 @@ from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.probes import PROBE_IMAGE
+from conformance.resources import data_path
 from conformance.sandbox import controllers, pki, processes, topology
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.processes import free_port
@@ -231,6 +232,7 @@ def _start_control_plane(
         "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
+        *_fault_apiserver_flags(box.breaks),
     ], logs)  # fmt: skip
     _save(box)
     processes.wait_until(
@@ -276,6 +278,24 @@ def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say:
     if "kueue" not in box.without:
         for obj in controllers.kueue_platform_queues():
             apply(cluster, obj)
+    _apply_faults(box, cluster)
+
+
+def _fault_apiserver_flags(breaks: Sequence[str]) -> list[str]:
+    if "lws-group-restart" in breaks:
+        return [
+            "--feature-gates", "MutatingAdmissionPolicy=true",
+            "--runtime-config", "admissionregistration.k8s.io/v1beta1=true",
+        ]  # fmt: skip
+    return []
+
+
+def _apply_faults(box: Sandbox, cluster: Cluster) -> None:
+    for fault in box.breaks:
+        path = data_path("fixtures") / "sandbox" / "faults" / f"{fault}.yaml"
+        if path.exists():
+            for doc in yaml.safe_load_all(path.read_text()):
+                apply(cluster, doc)
 
 
 def _admin(box: Sandbox) -> Cluster:
