@@ -10,8 +10,10 @@ that KWOK serves to `kubectl logs`, and sets the pod's phase from the exit code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -234,7 +236,9 @@ class ProbeRuntime:
             self.release(run.key)
             for proc in run.procs:
                 if proc.poll() is None:
-                    proc.kill()
+                    # Each probe has its own process group: take its children down with it.
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
 
     # --- watching -----------------------------------------------------------------------------
 
@@ -281,6 +285,20 @@ def main() -> None:
     args = parser.parse_args()
     cfg, context = load_configuration(ConnectOptions(kubeconfig=args.kubeconfig))
     runtime = ProbeRuntime(Cluster(cfg, context=context, run_id="sandbox"), args.dir)
+
+    # `kaic sandbox down` signals only this process's group; probes run in groups of their own
+    # (so that deleting one pod kills just its processes), so stop them all before exiting.
+    # No lock here: the signal may arrive while this (main) thread holds it.
+    def shutdown(signum: int, _frame: object) -> None:
+        for run in list(runtime.running.values()):
+            run.stopped = True
+            for proc in run.procs:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     print("probe runtime watching pods", flush=True)
     for event_type, pod in runtime.events():
         try:

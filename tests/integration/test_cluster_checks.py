@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance.cli import main
+from conformance.sandbox.build import cache_root
 
 pytestmark = pytest.mark.sandbox
 
@@ -59,3 +63,23 @@ def test_minimum_version_profile_accepts_newer(sandbox: Any, tmp_path: Path) -> 
 def test_parallel_run_merges_into_one_report(sandbox: Any, tmp_path: Path) -> None:
     _, data = run_kaic(sandbox, tmp_path, "--profile", "cncf-ai-v1.35", "-n", "2")
     assert [c["status"] for c in baseline(data)["checks"]] == ["passed", "passed"]
+
+
+def test_kaic_run_without_kubeconfig_uses_a_fresh_sandbox(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env |= {"HOME": str(home), "KAIC_CACHE_DIR": str(cache_root().parent)}
+    kaic = Path(sys.executable).parent / "kaic"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(kaic), "run", "--check", "cluster.*", "--output", str(out)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "No kubeconfig given: starting the local sandbox" in proc.stderr
+    assert "Stopping the local sandbox" in proc.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert baseline(data)["status"] == "passed"
+    state = home / ".local/state/kaic/sandbox"
+    assert not state.exists(), "the sandbox it started must be gone"
