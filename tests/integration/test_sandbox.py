@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
@@ -184,3 +185,22 @@ def test_down_stops_every_process_and_frees_the_port(tmp_path: Path) -> None:
     assert not any(processes.alive(pid) for pid in box.pids.values())
     assert not listening(port)
     assert not directory.exists()
+
+
+def test_service_account_tokens_work_and_rbac_is_enforced(admin: Cluster, ns: str) -> None:
+    token = admin.core.create_namespaced_service_account_token(
+        "default", ns, {"spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"]}}
+    ).status.token
+    cfg = client.Configuration()
+    cfg.host = admin.configuration.host
+    cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    as_sa = client.CoreV1Api(client.ApiClient(cfg))
+    with pytest.raises(client.ApiException) as denied:
+        as_sa.list_node()
+    assert denied.value.status == 403  # authenticated as the SA, refused by RBAC
+    assert f"system:serviceaccount:{ns}:default" in str(denied.value.body)
+    cfg.api_key = {"authorization": "Bearer not-a-token"}
+    with pytest.raises(client.ApiException) as unknown:
+        client.CoreV1Api(client.ApiClient(cfg)).list_node()
+    assert unknown.value.status == 401
