@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from functools import cached_property
 from typing import Any, TypeVar
 
@@ -58,8 +60,12 @@ class Cluster:
 
     @cached_property
     def dynamic(self) -> dynamic.DynamicClient:
+        # The client caches discovery in a file; a shared one (its default, per host name) can
+        # claim an API exists on a new cluster that reuses the address. Keep ours private.
+        self._discovery_dir = tempfile.TemporaryDirectory(prefix="kaic-discovery-")
         make: Any = dynamic.DynamicClient
-        return make(self.api)  # type: ignore[no-any-return]
+        cache = str(Path(self._discovery_dir.name) / "discovery.json")
+        return make(self.api, cache_file=cache)  # type: ignore[no-any-return]
 
     @cached_property
     def core(self) -> client.CoreV1Api:
