@@ -19,7 +19,12 @@ from conformance.profiles import available_profiles, load_profile, validate_file
 from conformance.report.render import stdout_console
 from conformance.results import EXIT_USAGE
 from conformance.selection import new_run_id, validate_run_id
-from conformance.settings import ACCELERATORS, ALLOCATION_MODES, DEFAULT_PROFILE, Settings
+from conformance.settings import (
+    ACCELERATORS,
+    ALLOCATION_MODES,
+    DEFAULT_PROFILE,
+    settings_from,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,22 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.parallel < 1:
         raise KaicError("--parallel must be at least 1")
-    settings = Settings(
-        run_id=validate_run_id(args.run_id) if args.run_id else new_run_id(),
-        profile=args.profile,
-        connect=ConnectOptions(
-            kubeconfig=args.kubeconfig,
-            context=args.context,
-            in_cluster=args.in_cluster,
-            timeout_scale=args.timeout_scale,
-        ),
-        checks=tuple(args.check),
-        skips=tuple(args.skip),
-        accelerator=args.accelerator,
-        allocation_mode=args.allocation_mode,
-        keep_on_failure=args.keep_on_failure,
-        output=args.output,
-    )
+    run_id = validate_run_id(args.run_id) if args.run_id else new_run_id()
+    settings = settings_from(args, run_id)
     return runner.run(
         settings, use_sandbox=args.sandbox, workers=args.parallel, verbose=args.verbose
     )

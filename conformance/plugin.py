@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from conformance.checks.registry import MARKER, discover, is_check_module
-from conformance.cluster.connect import ConnectOptions
 from conformance.errors import KaicError
 from conformance.fixtures import (
     EVIDENCE_KEY,
@@ -34,7 +33,13 @@ from conformance.fixtures import (
 from conformance.outcomes import Accumulator, classify
 from conformance.profiles import load_profile
 from conformance.selection import new_run_id, select_checks, validate_run_id
-from conformance.settings import ACCELERATORS, ALLOCATION_MODES, DEFAULT_PROFILE, Settings
+from conformance.settings import (
+    ACCELERATORS,
+    ALLOCATION_MODES,
+    DEFAULT_PROFILE,
+    Settings,
+    settings_from,
+)
 
 __all__ = [
     "check_id",
@@ -121,22 +126,7 @@ def _settings(config: pytest.Config) -> Settings:
     opt = config.option
     worker_input: dict[str, Any] | None = getattr(config, "workerinput", None)
     run_id = (worker_input or {}).get("kaic_run_id") or opt.run_id or new_run_id()
-    return Settings(
-        run_id=validate_run_id(run_id),
-        profile=opt.profile,
-        connect=ConnectOptions(
-            kubeconfig=opt.kubeconfig,
-            context=opt.context,
-            in_cluster=opt.in_cluster,
-            timeout_scale=opt.timeout_scale,
-        ),
-        checks=tuple(opt.check),
-        skips=tuple(opt.skip),
-        accelerator=opt.accelerator,
-        allocation_mode=opt.allocation_mode,
-        keep_on_failure=opt.keep_on_failure,
-        output=Path(opt.output) if opt.output else None,
-    )
+    return settings_from(opt, validate_run_id(run_id))
 
 
 class _XdistHooks:

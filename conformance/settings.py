@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from conformance.cluster.connect import ConnectOptions
 
@@ -26,3 +26,23 @@ class Settings:
     allocation_mode: AllocationMode = "auto"
     keep_on_failure: bool = False
     output: Path | None = None
+
+
+def settings_from(options: Any, run_id: str) -> Settings:
+    """Settings from parsed options named like the flags (`kaic run`'s or the plugin's)."""
+    return Settings(
+        run_id=run_id,
+        profile=options.profile,
+        connect=ConnectOptions(
+            kubeconfig=options.kubeconfig,
+            context=options.context,
+            in_cluster=options.in_cluster,
+            timeout_scale=options.timeout_scale,
+        ),
+        checks=tuple(options.check),
+        skips=tuple(options.skip),
+        accelerator=options.accelerator,
+        allocation_mode=options.allocation_mode,
+        keep_on_failure=options.keep_on_failure,
+        output=Path(options.output) if options.output else None,
+    )
