@@ -7,8 +7,8 @@ import json
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client, dynamic
