@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import datetime
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,11 +42,24 @@ def now() -> str:
     )
 
 
+# Like the kubelet's crash-loop back-off, only shorter: the sandbox has no image to pull.
+RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
+
+
 @dataclass
 class Running:
+    """The processes of one pod, and the container statuses the runtime reports for it."""
+
     key: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    stopped: bool = False
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    statuses: dict[str, Obj] = field(default_factory=dict)
+    terminated: dict[str, int] = field(default_factory=dict)  # container -> final exit code
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_event.is_set()
 
 
 class ProbeRuntime:
@@ -152,28 +166,143 @@ class ProbeRuntime:
             if key in self.running:
                 return
             self.running[key] = run
-        workdir = self.directory / "pods" / meta["namespace"] / meta["name"]
+        # Like /var/log/pods/<ns>_<name>_<uid>: a pod recreated under the same name (StatefulSet,
+        # LWS) starts with fresh logs.
+        workdir = self.directory / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid']}"
+        run.statuses = {
+            s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []
+        }
         logs: list[Obj] = []
+        supervisors = []
         for container in pod["spec"]["containers"]:
             if not is_probe_image(container.get("image", "")):
                 continue
             cdir = workdir / container["name"]
             cdir.mkdir(parents=True, exist_ok=True)
             log_path = cdir / "0.log"
-            proc = subprocess.Popen(
-                self.command(container), cwd=cdir, env=self.env_for(key, pod, container, node),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
-            run.procs.append(proc)
-            log = log_path.open("a", encoding="utf-8")
-            for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
-                threading.Thread(target=copy_cri, args=(stream, name, log), daemon=True).start()
+            env = self.env_for(key, pod, container, node)
+            self.launch(run, container, env, cdir, log_path)
             logs.append({"containers": [container["name"]], "logsFile": str(log_path),
                          "follow": True})  # fmt: skip
+            supervisors.append(threading.Thread(
+                target=self.supervise, args=(pod, run, container, env, cdir, log_path),
+                daemon=True,
+            ))  # fmt: skip
         if logs:
             self.apply_logs(meta, logs)
-        threading.Thread(target=self.reap, args=(pod, run), daemon=True).start()
+        for thread in supervisors:
+            thread.start()
+
+    def launch(
+        self, run: Running, container: Obj, env: dict[str, str], cdir: Path, log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            expand(self.command(container), env), cwd=cdir, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        run.procs[container["name"]] = proc
+        log = log_path.open("a", encoding="utf-8")
+        for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+            threading.Thread(target=copy_cri, args=(stream, name, log), daemon=True).start()
+        return proc
+
+    def supervise(
+        self,
+        pod: Obj,
+        run: Running,
+        container: Obj,
+        env: dict[str, str],
+        cdir: Path,
+        log_path: Path,
+    ) -> None:
+        """Wait for the container's process; restart it as the kubelet would for the pod's
+        restartPolicy (restartCount goes up, the pod stays Running), else record its end."""
+        policy = pod["spec"].get("restartPolicy") or "Always"
+        name = container["name"]
+        restarts = 0
+        while True:
+            started = now()
+            code = run.procs[name].wait()
+            if run.stopped:
+                return
+            terminated = {"exitCode": code, "reason": "Error" if code else "Completed",
+                          "startedAt": started, "finishedAt": now(),
+                          "containerID": container_id(run.key, name, restarts)}  # fmt: skip
+            if policy == "Always" or (policy == "OnFailure" and code != 0):
+                delay = RESTART_BACKOFF_S[min(restarts, len(RESTART_BACKOFF_S) - 1)]
+                restarts += 1
+                self.set_container(pod, run, container, restarts, ready=False,
+                                   state={"waiting": {"reason": "CrashLoopBackOff"}},
+                                   last={"terminated": terminated})  # fmt: skip
+                if run.stop_event.wait(delay):
+                    return
+                self.launch(run, container, env, cdir, log_path)
+                self.set_container(pod, run, container, restarts, ready=True,
+                                   state={"running": {"startedAt": now()}},
+                                   last={"terminated": terminated})  # fmt: skip
+                continue
+            self.set_container(pod, run, container, restarts, ready=False,
+                               state={"terminated": terminated})  # fmt: skip
+            self.finish(pod, run, name, code)
+            return
+
+    def set_container(
+        self,
+        pod: Obj,
+        run: Running,
+        container: Obj,
+        restarts: int,
+        *,
+        ready: bool,
+        state: Obj,
+        last: Obj | None = None,
+    ) -> None:
+        name = container["name"]
+        status = {
+            "name": name, "image": container["image"], "imageID": "",
+            "containerID": container_id(run.key, name, restarts), "ready": ready,
+            "restartCount": restarts, "started": "running" in state, "state": state,
+            "lastState": last or {},
+        }  # fmt: skip
+        with run.lock:
+            run.statuses[name] = status
+            statuses = list(run.statuses.values())
+        patch: Obj = {"status": {"containerStatuses": statuses}}
+        if not ready and "terminated" not in state:
+            patch["status"]["conditions"] = not_ready("ContainersNotReady")
+        elif ready:
+            patch["status"]["conditions"] = [
+                {"type": t, "status": "True", "lastTransitionTime": now()}
+                for t in ("Ready", "ContainersReady")
+            ]
+        self.patch_status(pod, patch)
+
+    def finish(self, pod: Obj, run: Running, name: str, code: int) -> None:
+        """Once every probe container has ended for good, the pod's phase says how."""
+        probes = [c["name"] for c in pod["spec"]["containers"]
+                  if is_probe_image(c.get("image", ""))]  # fmt: skip
+        with run.lock:
+            run.terminated[name] = code
+            if set(run.terminated) != set(probes):
+                return
+            failed = any(run.terminated.values())
+        self.patch_status(pod, {"status": {
+            "phase": "Failed" if failed else "Succeeded",
+            "conditions": not_ready("PodCompleted"),
+        }})  # fmt: skip
+        self.release(run.key)
+
+    def patch_status(self, pod: Obj, patch: Obj) -> None:
+        meta = pod["metadata"]
+        try:
+            # Strategic merge: conditions merge by type, other writers' conditions stay.
+            self.cluster.core.patch_namespaced_pod_status(
+                meta["name"], meta["namespace"], patch,
+                _content_type="application/strategic-merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            print(f"cannot update the status of {meta['name']}: {exc.reason}", flush=True)
 
     def apply_logs(self, meta: Obj, logs: list[Obj]) -> None:
         body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
@@ -187,41 +316,6 @@ class ProbeRuntime:
         except ApiException as exc:
             print(f"cannot register logs of {meta['name']}: {exc.reason}", flush=True)
 
-    def reap(self, pod: Obj, run: Running) -> None:
-        started = now()
-        codes = [proc.wait() for proc in run.procs]
-        if run.stopped:
-            return
-        failed = any(codes)
-        statuses = []
-        for container, code in zip(
-            [c for c in pod["spec"]["containers"] if is_probe_image(c.get("image", ""))],
-            codes,
-            strict=True,
-        ):
-            statuses.append({
-                "name": container["name"], "image": container["image"], "imageID": "",
-                "containerID": f"kaic://{run.key}/{container['name']}", "ready": False,
-                "restartCount": 0, "started": False,
-                "state": {"terminated": {"exitCode": code, "reason": "Error" if code else
-                                         "Completed", "startedAt": started,
-                                         "finishedAt": now()}},
-            })  # fmt: skip
-        patch = {"status": {
-            "phase": "Failed" if failed else "Succeeded",
-            "containerStatuses": statuses,
-            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted",
-                            "lastTransitionTime": now()},
-                           {"type": "ContainersReady", "status": "False",
-                            "reason": "PodCompleted", "lastTransitionTime": now()}],
-        }}  # fmt: skip
-        meta = pod["metadata"]
-        try:
-            self.cluster.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], patch)
-        except ApiException as exc:
-            print(f"cannot set the phase of {meta['name']}: {exc.reason}", flush=True)
-        self.release(run.key)
-
     def release(self, key: str) -> None:
         with self.lock:
             node, held = self.allocations.pop(key, ("", []))
@@ -232,9 +326,9 @@ class ProbeRuntime:
             keys = [k for k in self.running if k.startswith(key_prefix)]
             runs = [self.running.pop(k) for k in keys]
         for run in runs:
-            run.stopped = True
+            run.stop_event.set()
             self.release(run.key)
-            for proc in run.procs:
+            for proc in list(run.procs.values()):
                 if proc.poll() is None:
                     # Each probe has its own process group: take its children down with it.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -270,6 +364,31 @@ class ProbeRuntime:
                     raise
 
 
+def container_id(key: str, name: str, restarts: int) -> str:
+    return f"kaic://{key}/{name}/{restarts}"
+
+
+def not_ready(reason: str) -> list[Obj]:
+    return [
+        {"type": t, "status": "False", "reason": reason, "lastTransitionTime": now()}
+        for t in ("Ready", "ContainersReady")
+    ]
+
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def expand(cmd: list[str], env: dict[str, str]) -> list[str]:
+    """The kubelet's `$(VAR)` expansion in command and args (`$$` escapes a `$`)."""
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return [_VAR_REF.sub(sub, arg) for arg in cmd]
+
+
 def copy_cri(stream: Any, name: str, log: TextIO) -> None:
     """Write a process's output as CRI log lines, which KWOK serves for `kubectl logs`."""
     for raw in iter(stream.readline, b""):
@@ -291,8 +410,8 @@ def main() -> None:
     # No lock here: the signal may arrive while this (main) thread holds it.
     def shutdown(signum: int, _frame: object) -> None:
         for run in list(runtime.running.values()):
-            run.stopped = True
-            for proc in run.procs:
+            run.stop_event.set()
+            for proc in list(run.procs.values()):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
         raise SystemExit(128 + signum)
