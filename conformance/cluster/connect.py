@@ -43,12 +43,13 @@ def kubeconfig_configured(options: ConnectOptions) -> bool:
     return bool(options.in_cluster or options.kubeconfig or default_kubeconfig())
 
 
-def retry_policy() -> urllib3.Retry:
+def retry_policy(backoff_factor: float = 0.5) -> urllib3.Retry:
+    """6 retries, waiting backoff_factor * 2**n seconds (at most 8) or what Retry-After says."""
     return urllib3.Retry(
         total=6,
         connect=3,
         read=3,
-        backoff_factor=0.5,
+        backoff_factor=backoff_factor,
         backoff_max=8,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=None,
