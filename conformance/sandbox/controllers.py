@@ -15,6 +15,7 @@ import yaml
 
 from conformance.cluster import Cluster
 from conformance.sandbox import pki, processes
+from conformance.sandbox.netns import call as netns_call
 from conformance.sandbox.processes import free_port
 
 Obj = dict[str, Any]
@@ -40,6 +41,7 @@ class Controller:
     pid: int
     health_url: str
     log: Path
+    netns: str | None = None
 
 
 def _ready(url: str) -> bool:
@@ -123,7 +125,14 @@ def _wait_crds(cluster: Cluster, crds: list[Obj]) -> None:
 
 
 def start_kueue(
-    cluster: Cluster, apply: Apply, bin_dir: Path, data: Path, work: Path, *, with_lws: bool
+    cluster: Cluster,
+    apply: Apply,
+    bin_dir: Path,
+    data: Path,
+    work: Path,
+    *,
+    with_lws: bool,
+    netns: str | None = None,
 ) -> Controller:
     """Kueue as a platform runs it: Jobs and pod groups, all-or-nothing (waitForPodsReady)."""
     certs = work / "kueue-certs"
@@ -178,8 +187,8 @@ def start_kueue(
     pid = processes.start("kueue", [
         str(bin_dir / "kueue"), "--config", str(config_path),
         "--kubeconfig", str(work / "kubeconfig"), "--feature-gates", "VisibilityOnDemand=false",
-    ], work / "logs")  # fmt: skip
-    return Controller("kueue", pid, f"http://127.0.0.1:{health}/readyz", log)
+    ], work / "logs", netns=netns)  # fmt: skip
+    return Controller("kueue", pid, f"http://127.0.0.1:{health}/readyz", log, netns)
 
 
 def kueue_platform_queues() -> list[Obj]:
@@ -199,7 +208,13 @@ def kueue_platform_queues() -> list[Obj]:
 
 
 def start_lws(
-    cluster: Cluster, apply: Apply, bin_dir: Path, data: Path, work: Path, ca: pki.CA
+    cluster: Cluster,
+    apply: Apply,
+    bin_dir: Path,
+    data: Path,
+    work: Path,
+    ca: pki.CA,
+    netns: str | None = None,
 ) -> Controller:
     certs = work / "lws-certs"
     certs.mkdir(parents=True)
@@ -240,10 +255,14 @@ def start_lws(
         ],
         work / "logs",
         env={"POD_NAMESPACE": LWS_NAMESPACE, "NAMESPACE": LWS_NAMESPACE},
+        netns=netns,
     )
-    return Controller("lws", pid, f"http://127.0.0.1:{health}/readyz", log)
+    return Controller("lws", pid, f"http://127.0.0.1:{health}/readyz", log, netns)
 
 
 def wait_ready(controller: Controller, timeout_s: float = 90) -> None:
-    processes.wait_until(controller.name, lambda: _ready(controller.health_url), controller.pid,
-                         controller.log, timeout_s=timeout_s)  # fmt: skip
+    def ready() -> bool:
+        return netns_call(controller.netns, lambda: _ready(controller.health_url))
+
+    processes.wait_until(controller.name, ready, controller.pid, controller.log,
+                         timeout_s=timeout_s)  # fmt: skip

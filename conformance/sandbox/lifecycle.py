@@ -21,8 +21,9 @@ from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.probes import PROBE_IMAGE
 from conformance.resources import data_path
-from conformance.sandbox import controllers, pki, processes, topology
+from conformance.sandbox import controllers, netns, pki, processes, topology
 from conformance.sandbox.build import build as build_components
+from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
 COMPONENTS = ("kueue", "lws", "dra-driver")
@@ -40,6 +41,10 @@ class Sandbox:
     pids: dict[str, int] = field(default_factory=dict)
     without: list[str] = field(default_factory=list)
     breaks: list[str] = field(default_factory=list)
+    # The sandbox's network namespace (/proc/<pid>/ns/net), None when it runs on the host's
+    # loopback (see netns.py); pods get addresses from `pod_cidr`.
+    netns: str | None = None
+    pod_cidr: str = LOOPBACK_POD_CIDR
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +53,8 @@ class Sandbox:
             "pids": self.pids,
             "without": self.without,
             "breaks": self.breaks,
+            "netns": self.netns,
+            "pod_cidr": self.pod_cidr,
         }
 
     @classmethod
@@ -59,6 +66,8 @@ class Sandbox:
             pids={k: int(v) for k, v in data["pids"].items()},
             without=list(data.get("without", [])),
             breaks=list(data.get("breaks", [])),
+            netns=data.get("netns"),
+            pod_cidr=data.get("pod_cidr", LOOPBACK_POD_CIDR),
         )
 
 
@@ -171,6 +180,7 @@ def up(
     box = Sandbox(directory, "", directory / "kubeconfig", without=list(without),
                   breaks=list(breaks))  # fmt: skip
     try:
+        _start_network(box, logs, say)
         ca = _start_control_plane(box, bin_dir, pki_dir, logs, say)
         _start_controllers(box, ca, bin_dir, cache / "data", say)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say)
@@ -179,6 +189,30 @@ def up(
         raise
     say(f"sandbox ready in {time.monotonic() - started:.1f}s")
     return box
+
+
+def _start_network(box: Sandbox, logs: Path, say: Progress) -> None:
+    """Give the sandbox its own network namespace where it can (root), else stay on loopback."""
+    why_not = netns.available()
+    if why_not:
+        say(f"pods get loopback addresses ({netns.LOOPBACK_POD_CIDR}): {why_not}")
+        return
+    say(f"creating the sandbox's network namespace (pods get {netns.POD_CIDR})")
+    box.pids["netns"] = processes.start("netns", netns.holder_command(), logs)
+    _save(box)
+    box.netns = netns.path_of(box.pids["netns"])
+    box.pod_cidr = netns.POD_CIDR
+    processes.wait_until("the network namespace", lambda: _netns_ready(box.netns),
+                         box.pids["netns"], logs / "netns.log", timeout_s=10)  # fmt: skip
+    _save(box)
+
+
+def _netns_ready(path: str | None) -> bool:
+    try:
+        netns.call(path, lambda: netns.bind_test(netns.POD_CIDR.split("/")[0]))
+    except OSError:
+        return False
+    return True
 
 
 def _save(box: Sandbox) -> None:
@@ -208,10 +242,10 @@ def _start_control_plane(
         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
         "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
         "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn",
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     _save(box)
-    processes.wait_until("etcd", lambda: _http_ok(f"{etcd_url}/health"), box.pids["etcd"],
-                         logs / "etcd.log")  # fmt: skip
+    processes.wait_until("etcd", lambda: netns.call(box.netns, lambda: _http_ok(
+        f"{etcd_url}/health")), box.pids["etcd"], logs / "etcd.log")  # fmt: skip
 
     say("starting kube-apiserver")
     box.pids["kube-apiserver"] = processes.start("kube-apiserver", [
@@ -233,12 +267,22 @@ def _start_control_plane(
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
         *_fault_apiserver_flags(box.breaks),
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     processes.wait_until(
-        "kube-apiserver", lambda: _https_ok(f"{box.server}/readyz", pki_dir),
+        "kube-apiserver",
+        lambda: netns.call(box.netns, lambda: _https_ok(f"{box.server}/readyz", pki_dir)),
         box.pids["kube-apiserver"], logs / "kube-apiserver.log", timeout_s=90,
     )  # fmt: skip
+    if box.netns:
+        # The host's one way in: its 127.0.0.1:<port> relayed to the API server's, inside.
+        box.pids["api-forwarder"] = processes.start(
+            "api-forwarder", netns.forwarder_command(box.netns, api_port), logs)  # fmt: skip
+        _save(box)
+        processes.wait_until(
+            "the API server forwarder", lambda: _https_ok(f"{box.server}/readyz", pki_dir),
+            box.pids["api-forwarder"], logs / "api-forwarder.log", timeout_s=10,
+        )  # fmt: skip
     kubeconfig = str(box.kubeconfig)
     auth = ["--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
             "--authorization-kubeconfig", kubeconfig, "--leader-elect=false"]  # fmt: skip
@@ -249,11 +293,11 @@ def _start_control_plane(
         "--cluster-signing-cert-file", str(ca.cert_path),
         "--cluster-signing-key-file", str(pki_dir / "ca.key"),
         "--use-service-account-credentials=true", "--controllers", "*",
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     box.pids["kube-scheduler"] = processes.start("kube-scheduler", [
         str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(free_port()),
         "--bind-address", "127.0.0.1",
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     return ca
 
@@ -263,13 +307,14 @@ def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say:
     started = []
     if "lws" not in box.without:
         say("starting LeaderWorkerSet (CRDs, webhooks on loopback, controller)")
-        lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca)
+        lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca, box.netns)
         box.pids["lws"] = lws.pid
         started.append(lws)
     if "kueue" not in box.without:
         say("starting Kueue (CRDs, webhooks on loopback, controller)")
         kueue = controllers.start_kueue(cluster, apply, bin_dir, data, box.directory,
-                                        with_lws="lws" not in box.without)  # fmt: skip
+                                        with_lws="lws" not in box.without,
+                                        netns=box.netns)  # fmt: skip
         box.pids["kueue"] = kueue.pid
         started.append(kueue)
     _save(box)
@@ -328,14 +373,14 @@ def _start_nodes(
     box.pids["kwok"] = processes.start("kwok", [
         str(bin_dir / "kwok"), "--kubeconfig", str(box.kubeconfig), "--config", str(stages),
         "--manage-nodes-with-label-selector", "=".join(topology.KWOK_LABEL),
-        "--cidr", "127.100.0.0/16", "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
+        "--cidr", box.pod_cidr, "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
         "--server-address", f"127.0.0.1:{kubelet_port}", "--node-port", str(kubelet_port),
         "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     box.pids["probe-runtime"] = processes.start("probe-runtime", [
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
         "--kubeconfig", str(box.kubeconfig), "--dir", str(box.directory),
-    ], logs)  # fmt: skip
+    ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     topo, nodes = topology.load()
     for spec in nodes:
@@ -386,11 +431,13 @@ def down(directory: Path, *, remove: bool = True) -> list[str]:
         if remove and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         return []
-    # Controllers first, etcd last, so nothing logs errors about a vanished API server.
-    order = [n for n in box.pids if n != "etcd"] + (["etcd"] if "etcd" in box.pids else [])
-    processes.stop([box.pids[n] for n in order if n != "etcd"])
-    if "etcd" in box.pids:
-        processes.stop([box.pids["etcd"]])
+    # Controllers first, then etcd, so nothing logs errors about a vanished API server; the
+    # network namespace's holder last.
+    last = [n for n in ("etcd", "netns") if n in box.pids]
+    order = [n for n in box.pids if n not in last] + last
+    processes.stop([box.pids[n] for n in order if n not in last])
+    for name in last:
+        processes.stop([box.pids[name]])
     if remove:
         shutil.rmtree(directory, ignore_errors=True)
     return order

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conformance.errors import KaicError
+from conformance.sandbox.netns import wrap
 
 
 def free_port() -> int:
@@ -20,10 +21,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(name: str, cmd: Sequence[str], logs: Path, env: dict[str, str] | None = None) -> int:
+def start(
+    name: str,
+    cmd: Sequence[str],
+    logs: Path,
+    env: dict[str, str] | None = None,
+    *,
+    netns: str | None = None,
+) -> int:
+    """Start `cmd` in its own process group (inside the sandbox's network namespace if given),
+    its output going to `<logs>/<name>.log`; return its pid."""
     log = (logs / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        list(cmd),
+        wrap(cmd, netns),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,0 +1,104 @@
+"""Pod addresses in the sandbox: real (non-loopback) pod IPs that Services and the API server's
+proxy accept, served by probe processes bound to them inside the sandbox's network namespace."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes.client import ApiException
+
+from conformance import sandbox as sbx
+from conformance.cluster import Cluster
+from conformance.probes import PROBE_IMAGE
+from conformance.sandbox import netns
+from tests.integration.test_sandbox import scratch_namespace
+
+pytestmark = pytest.mark.sandbox
+Obj = dict[str, Any]
+
+SERVE = (
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        body = os.environ['HOSTNAME'].encode()\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+    "http.server.HTTPServer((os.environ['KAIC_POD_IP'], 8080), H).serve_forever()\n"
+)
+
+
+@pytest.fixture
+def ns(admin: Cluster) -> Iterator[str]:
+    yield from scratch_namespace(admin)
+
+
+def serving_pod(namespace: str, name: str) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "echo"}},
+        "spec": {"containers": [{"name": "probe", "image": PROBE_IMAGE,
+                                 "command": ["python", "-c", SERVE],
+                                 "ports": [{"containerPort": 8080}]}]},
+    }  # fmt: skip
+
+
+@pytest.mark.skipif(netns.available() is not None, reason=f"no netns: {netns.available()}")
+def test_pods_get_real_addresses_in_the_sandbox_namespace(
+    sandbox: sbx.Sandbox, admin: Cluster, ns: str
+) -> None:
+    assert sandbox.netns
+    assert sandbox.pod_cidr == netns.POD_CIDR
+    admin.apply(serving_pod(ns, "echo-0"))
+    admin.apply({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": ns},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    })  # fmt: skip
+    pod = admin.wait_for(
+        "v1", "Pod", lambda ps: ps[0] if ps and ps[0]["status"].get("podIP") else None,
+        awaiting="a pod IP", timeout_s=60, namespace=ns, name="echo-0",
+    )  # fmt: skip
+    ip = ipaddress.ip_address(pod["status"]["podIP"])
+    assert ip in ipaddress.ip_network(netns.POD_CIDR)
+    assert not ip.is_loopback
+    # The endpointslice controller accepts the address (it refuses loopback ones).
+    endpoints = admin.wait_for(
+        "discovery.k8s.io/v1", "EndpointSlice",
+        lambda slices: [a for s in slices for e in s.get("endpoints") or []
+                        for a in e["addresses"]] or None,
+        awaiting="an EndpointSlice for Service echo", timeout_s=60, namespace=ns,
+        label_selector="kubernetes.io/service-name=echo",
+    )  # fmt: skip
+    assert endpoints == [str(ip)]
+    # The API server reaches the probe process at its pod IP (pod and service proxy). The
+    # process may still be starting: the proxy answers 503 until it listens.
+    for path in (f"/api/v1/namespaces/{ns}/pods/echo-0:8080/proxy/",
+                 f"/api/v1/namespaces/{ns}/services/echo:80/proxy/"):  # fmt: skip
+        assert _get_eventually(admin, path) == "echo-0"
+
+
+def _get_eventually(cluster: Cluster, path: str, timeout_s: float = 20) -> str:
+    """GET through the API server until the process listens (nothing to watch for that)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return str(cluster.get_path(path, timeout=5))
+        except ApiException as exc:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"GET {path}: {exc.status} {exc.reason}") from exc
+            time.sleep(0.2)
+
+
+def test_host_only_sees_the_api_server(sandbox: sbx.Sandbox) -> None:
+    """Nothing but the API server (through the forwarder) is reachable from the host."""
+    if sandbox.netns is None:
+        pytest.skip("loopback sandbox: components listen on the host's loopback")
+    assert "api-forwarder" in sandbox.pids
+    for name in ("etcd", "kube-apiserver", "kwok", "probe-runtime"):
+        assert os.readlink(f"/proc/{sandbox.pids[name]}/ns/net") == os.readlink(sandbox.netns)
+    assert os.readlink(f"/proc/{sandbox.pids['api-forwarder']}/ns/net") == os.readlink(
+        "/proc/self/ns/net"
+    )
