@@ -1,0 +1,75 @@
+"""The probe agent's `devices` report, on a fake /dev tree and environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.agent import devices, nvml
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    for name in ("nvidia0", "nvidia3", "nvidiactl", "nvidia-uvm", "dri/renderD128", "kfd", "null"):
+        (tmp_path / "dev" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "dev" / name).touch()
+    return tmp_path
+
+
+def no_nvml() -> dict[str, Any]:
+    return {"available": False, "error": "not here"}
+
+
+def test_device_nodes_by_vendor(root: Path) -> None:
+    report = devices.report(str(root), environ={}, read_nvml=no_nvml)
+    assert report["device_nodes"] == [
+        "/dev/dri/renderD128", "/dev/kfd", "/dev/nvidia-uvm", "/dev/nvidia0", "/dev/nvidia3",
+        "/dev/nvidiactl",
+    ]  # fmt: skip
+    assert report["gpu_device_nodes"] == ["/dev/dri/renderD128", "/dev/nvidia0", "/dev/nvidia3"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "visible"),
+    [
+        ({"NVIDIA_VISIBLE_DEVICES": "GPU-a,GPU-b"}, ["GPU-a", "GPU-b"]),
+        ({"NVIDIA_VISIBLE_DEVICES": "void"}, []),
+        ({"NVIDIA_VISIBLE_DEVICES": "all"}, []),
+        ({"GPU_DEVICE_0": "gpu-3", "GPU_DEVICE_1": "gpu-1"}, ["gpu-3", "gpu-1"]),
+        ({"AMD_VISIBLE_DEVICES": "0"}, ["0"]),
+        ({"HOME": "/root"}, []),
+    ],
+)
+def test_visible_devices_from_the_runtime_env(
+    tmp_path: Path, environ: dict[str, str], visible: list[str]
+) -> None:
+    report = devices.report(str(tmp_path), environ=environ, read_nvml=no_nvml)
+    assert report["visible_devices"] == visible
+    assert "HOME" not in report["env"]
+
+
+def test_cuda_version_decoding() -> None:
+    assert nvml.cuda_version(12080) == "12.8"
+    assert nvml.cuda_version(11040) == "11.4"
+
+
+def test_missing_library_is_reported_not_raised() -> None:
+    result = nvml.read("libnot-there.so.9")
+    assert result["available"] is False
+    assert "libnot-there.so.9" in result["error"]
+
+
+def test_command_prints_one_json_document() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "conformance.agent", "devices"],
+        capture_output=True, text=True, check=True,
+        env={"GPU_DEVICE_0": "gpu-2", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["visible_devices"] == ["gpu-2"]
+    assert set(report) >= {"device_nodes", "env", "nvml", "visible_devices"}
