@@ -80,13 +80,38 @@ def _crds(
     return crds
 
 
+def _kustomize_patches(folder: Path) -> dict[tuple[str, str], Obj]:
+    """The webhook patches of the folder's kustomization (namespace and object selectors that
+    keep, e.g., LWS's pod webhooks to LWS pods), by (configuration name, webhook name)."""
+    kustomization = folder / "kustomization.yaml"
+    if not kustomization.exists():
+        return {}
+    patches: dict[tuple[str, str], Obj] = {}
+    for entry in yaml.safe_load(kustomization.read_text()).get("patches") or []:
+        text = (folder / entry["path"]).read_text() if "path" in entry else entry.get("patch", "")
+        for doc in yaml.safe_load_all(text):
+            if isinstance(doc, list):  # JSON 6902 ops replacing whole webhooks (LWS)
+                target = (entry.get("target") or {}).get("name", "")
+                for op in doc:
+                    value = op.get("value")
+                    if op.get("path", "").startswith("/webhooks/") and isinstance(value, dict):
+                        patches[(target, value["name"])] = value
+                continue
+            for hook in (doc or {}).get("webhooks") or []:  # strategic merge (Kueue)
+                patches[(doc["metadata"]["name"], hook["name"])] = hook
+    return patches
+
+
 def _webhooks(
     manifest: Path, prefix: str, base_url: str, ca_pem: bytes, groups: set[str]
 ) -> list[Obj]:
     configs = []
+    patches = _kustomize_patches(manifest.parent)
     for config in _docs(manifest):
         kept = []
         for hook in config.get("webhooks", []):
+            patch = patches.get((config["metadata"]["name"], hook["name"]), {})
+            hook.update({k: v for k, v in patch.items() if k != "clientConfig"})
             hook_groups = {g for rule in hook.get("rules", []) for g in rule.get("apiGroups", [])}
             if not hook_groups <= groups:
                 continue
@@ -133,6 +158,7 @@ def start_kueue(
     *,
     with_lws: bool,
     netns: str | None = None,
+    wait_for_pods_ready: bool = True,
 ) -> Controller:
     """Kueue as a platform runs it: Jobs and pod groups, all-or-nothing (waitForPodsReady)."""
     certs = work / "kueue-certs"
@@ -170,13 +196,14 @@ def start_kueue(
         "webhook": {"port": port, "host": "127.0.0.1", "certDir": str(certs)},
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": True, "webhookServiceName": service},
-        "waitForPodsReady": {
+        "integrations": {"frameworks": frameworks},
+    }
+    if wait_for_pods_ready:  # off only for the fault `kueue-no-wait-for-pods-ready`
+        config["waitForPodsReady"] = {
             "timeout": "5m",
             "blockAdmission": True,
             "requeuingStrategy": {"timestamp": "Eviction"},
-        },
-        "integrations": {"frameworks": frameworks},
-    }
+        }
     config_path = work / "kueue-config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     for hook in _webhooks(data / "kueue/config/components/webhook/manifests.yaml", "kueue-",
@@ -215,6 +242,7 @@ def start_lws(
     work: Path,
     ca: pki.CA,
     netns: str | None = None,
+    webhook_down: bool = False,
 ) -> Controller:
     certs = work / "lws-certs"
     certs.mkdir(parents=True)
@@ -240,7 +268,10 @@ def start_lws(
     }
     config_path = work / "lws-config.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    for hook in _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-", base, ca_pem,
+    # The fault `lws-webhook-down`: the webhooks stay registered, at a port nothing serves (as
+    # when the webhook Service has no ready endpoints).
+    hooks_at = f"https://127.0.0.1:{free_port()}" if webhook_down else base
+    for hook in _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-", hooks_at, ca_pem,
                           LWS_GROUPS):  # fmt: skip
         apply(cluster, hook)
     log = work / "logs" / "lws.log"

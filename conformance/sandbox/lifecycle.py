@@ -27,7 +27,19 @@ from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
 COMPONENTS = ("kueue", "lws", "dra-driver")
-FAULTS = ("device-plugin-no-devices", "lws-group-restart")
+# Faults: each one a real change in the running cluster (see docs/sandbox.md).
+FAULTS = (
+    "device-plugin-no-devices",  # device-plugin nodes advertise GPUs; their pods see none
+    "gpu-visible-without-request",  # pods on GPU nodes that asked for none see them all
+    "lws-group-restart",  # LeaderWorkerSets never recreate their group
+    "lws-webhook-down",  # LWS webhooks registered, nothing serving them
+    "kueue-no-wait-for-pods-ready",  # Kueue without waitForPodsReady: no all-or-nothing
+)
+# Faults the probe runtime makes real on the nodes they concern (a node label tells it).
+NODE_FAULTS = {
+    "device-plugin-no-devices": ("device-plugin",),
+    "gpu-visible-without-request": ("device-plugin", "dra"),
+}
 STATE_FILE = "state.json"
 FIELD_MANAGER = "kaic-sandbox"
 Progress = Callable[[str], None]
@@ -307,14 +319,17 @@ def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say:
     started = []
     if "lws" not in box.without:
         say("starting LeaderWorkerSet (CRDs, webhooks on loopback, controller)")
-        lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca, box.netns)
+        lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca, box.netns,
+                                    webhook_down="lws-webhook-down" in box.breaks)  # fmt: skip
         box.pids["lws"] = lws.pid
         started.append(lws)
     if "kueue" not in box.without:
         say("starting Kueue (CRDs, webhooks on loopback, controller)")
         kueue = controllers.start_kueue(cluster, apply, bin_dir, data, box.directory,
                                         with_lws="lws" not in box.without,
-                                        netns=box.netns)  # fmt: skip
+                                        netns=box.netns, wait_for_pods_ready=(
+                                            "kueue-no-wait-for-pods-ready" not in box.breaks),
+                                        )  # fmt: skip
         box.pids["kueue"] = kueue.pid
         started.append(kueue)
     _save(box)
@@ -411,8 +426,9 @@ def node_objects(
     spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     node, status = topology.node_manifest(spec, topo)
-    if "device-plugin-no-devices" in breaks and spec.kind == "device-plugin":
-        node["metadata"]["labels"]["kaic.dev/sandbox-fault"] = "device-plugin-no-devices"
+    for fault in breaks:
+        if spec.kind in NODE_FAULTS.get(fault, ()):
+            node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
     return node, status
 
 

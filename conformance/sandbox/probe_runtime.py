@@ -31,7 +31,13 @@ from conformance.probes import is_probe_image
 from conformance.sandbox import topology
 
 Obj = dict[str, Any]
-FAULT_LABEL = "kaic.dev/sandbox-fault"
+# Nodes carry `faults.kaic.dev/<fault>: "true"` for the device-layer faults they were started
+# with (`kaic sandbox up --break ...`); this runtime is what makes each fault real.
+FAULT_LABEL_PREFIX = "faults.kaic.dev/"
+
+
+def has_fault(node: Obj, fault: str) -> bool:
+    return (node["metadata"].get("labels") or {}).get(FAULT_LABEL_PREFIX + fault) == "true"
 
 
 def now() -> str:
@@ -108,7 +114,7 @@ class ProbeRuntime:
         count = int(limits.get("nvidia.com/gpu", 0) or 0)
         if not count:
             return {}
-        if node["metadata"].get("labels", {}).get(FAULT_LABEL) == "device-plugin-no-devices":
+        if has_fault(node, "device-plugin-no-devices"):
             return {}  # the fault: GPUs are advertised and allocated, but none reach the pod
         name = node["metadata"]["name"]
         with self.lock:
@@ -120,6 +126,25 @@ class ProbeRuntime:
             self.allocations[key] = (node_name, held + free)
         uuids = [topology.gpu_uuid(name, i) for i in free]
         return {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids)}
+
+    def leaked_env(self, container: Obj, node: Obj) -> dict[str, str]:
+        """The fault `gpu-visible-without-request`: a container that asked for no GPU sees every
+        GPU of its node, as with a runtime whose default is NVIDIA_VISIBLE_DEVICES=all."""
+        resources = container.get("resources") or {}
+        asked = resources.get("claims") or any(
+            "gpu" in r for r in {**(resources.get("limits") or {}), **(resources.get("requests")
+                                                                      or {})}
+        )  # fmt: skip
+        name = node["metadata"]["name"]
+        spec = self.node_kinds.get(name)
+        if asked or not spec or not has_fault(node, "gpu-visible-without-request"):
+            return {}
+        if spec.kind == "device-plugin":
+            uuids = [topology.gpu_uuid(name, i) for i in range(spec.gpus)]
+            return {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids)}
+        if spec.kind == "dra":
+            return {f"GPU_DEVICE_{i}": f"gpu-{i}" for i in range(spec.gpus)}
+        return {}
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -145,6 +170,7 @@ class ProbeRuntime:
                     env[item["name"]] = fields[ref]
         env |= self.dra_env(pod, container)
         env |= self.device_plugin_env(key, container, node)
+        env |= self.leaked_env(container, node)
         return env
 
     def command(self, container: Obj) -> list[str]:
