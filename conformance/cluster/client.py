@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -161,6 +161,24 @@ class Cluster:
     def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
         kwargs: dict[str, Any] = {"container": container} if container else {}
         return str(self.core.read_namespaced_pod_log(name, namespace, **kwargs))
+
+    def follow_log(
+        self, name: str, namespace: str, container: str, *, timeout_s: float
+    ) -> Iterator[str]:
+        """Lines of a running container's log as they come (a stream, not polling)."""
+        response: Any = self.core.read_namespaced_pod_log(
+            name,
+            namespace,
+            container=container,
+            follow=True,
+            _preload_content=False,
+            _request_timeout=(10, timeout_s * self.timeout_scale),
+        )
+        try:
+            for raw in response:
+                yield raw.decode("utf-8", errors="replace").rstrip("\n")
+        finally:
+            response.release_conn()
 
     def wait_for(
         self,

@@ -1,0 +1,114 @@
+"""Secure accelerator access: a pod sees exactly the accelerators it was given, no more."""
+
+from __future__ import annotations
+
+from conformance.checks._accelerators import (
+    agent_report,
+    device_request,
+    finished_pod,
+    running_report,
+    sees_nothing,
+    what_it_saw,
+)
+from conformance.checks.registry import check
+from conformance.evidence import Evidence
+from conformance.failures import fail
+from conformance.fixtures import Kube
+from conformance.probes import pods
+from conformance.settings import Settings
+
+HOLD = ("python", "-m", "conformance.agent", "devices", "--hold", "600")
+
+
+@check("secure-access.no-request-no-device", requirements=["secure_accelerator_access"])
+def test_no_request_no_device(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A pod that asked for no accelerator, on an accelerator node, sees none."""
+    request = device_request(kube.cluster, kaic_settings)
+    node = request.nodes(kube.cluster)[0]
+    evidence.observe("mode", request.describe())
+    evidence.observe("node", node)
+    kube.apply(pods.pod("no-request", [pods.container()], node_name=node))
+    report = agent_report(kube, finished_pod(kube, "no-request"))
+    evidence.observe("seen", report)
+    if not sees_nothing(report):
+        fail(
+            expected=f"Pod/{kube.namespace}/no-request (no accelerator requested) on {node} to "
+            "see no accelerator",
+            observed=what_it_saw(report),
+            next_step="the container runtime exposes GPUs to every container (e.g. NVIDIA "
+            "runtime as default with NVIDIA_VISIBLE_DEVICES=all): restrict it to allocated ones",
+        )
+
+
+@check("secure-access.only-claiming-container", requirements=["secure_accelerator_access"])
+def test_only_claiming_container(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """In a two-container pod only the container holding the request sees the device."""
+    request = device_request(kube.cluster, kaic_settings)
+    templates, asked = request.ask(kube, "split", 1)
+    kube.apply(pods.pod("split", [pods.container("holder", **asked), pods.container("other")],
+                        claim_templates=templates))  # fmt: skip
+    pod = finished_pod(kube, "split")
+    holder, other = agent_report(kube, pod, "holder"), agent_report(kube, pod, "other")
+    evidence.observe("holder_saw", holder.get("visible_devices"))
+    evidence.observe("other_saw", other.get("visible_devices"))
+    if len(holder.get("visible_devices") or []) != 1:
+        fail(
+            expected=f"container holder of Pod/{kube.namespace}/split to see its 1 device "
+            f"({request.describe()})",
+            observed=what_it_saw(holder),
+            next_step="check the driver's device injection for that container",
+        )
+    if not sees_nothing(other):
+        fail(
+            expected=f"container other of Pod/{kube.namespace}/split (no request) to see nothing",
+            observed=what_it_saw(other),
+            next_step="devices leak to sibling containers: check the runtime's device injection",
+        )
+
+
+@check("secure-access.disjoint-devices", requirements=["secure_accelerator_access"])
+def test_disjoint_devices(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """Two pods running at once on one node get different devices."""
+    request = device_request(kube.cluster, kaic_settings)
+    node = request.nodes(kube.cluster)[0]
+    seen = {}
+    for name in ("first", "second"):
+        templates, asked = request.ask(kube, name, 1)
+        manifest = pods.pod(name, [pods.container(command=HOLD, **asked)],
+                            claim_templates=templates)  # fmt: skip
+        manifest["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+        kube.apply(manifest)
+        seen[name] = running_report(kube, name).get("visible_devices") or []
+    evidence.observe("node", node)
+    evidence.observe("seen", seen)
+    if (
+        len(seen["first"]) != 1
+        or len(seen["second"]) != 1
+        or set(seen["first"]) & set(seen["second"])
+    ):
+        fail(
+            expected=f"pods first and second in {kube.namespace}, running together on {node} "
+            "with 1 device each, to see one device each, and different ones",
+            observed=f"first saw {seen['first']}, second saw {seen['second']}",
+            next_step="two workloads share one accelerator: check the device plugin's or "
+            "driver's allocation",
+        )
+
+
+@check("secure-access.count-matches", requirements=["secure_accelerator_access"])
+def test_count_matches(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A pod that asked for 2 accelerators sees exactly 2."""
+    request = device_request(kube.cluster, kaic_settings)
+    templates, asked = request.ask(kube, "two", 2)
+    kube.apply(pods.pod("two", [pods.container(**asked)], claim_templates=templates))
+    report = agent_report(kube, finished_pod(kube, "two"))
+    visible = report.get("visible_devices") or []
+    evidence.observe("mode", request.describe())
+    evidence.observe("seen", visible)
+    if len(set(visible)) != 2:
+        fail(
+            expected=f"Pod/{kube.namespace}/two to see exactly the 2 devices it requested "
+            f"({request.describe()})",
+            observed=what_it_saw(report),
+            next_step="check the device plugin's or driver's injection into the container",
+        )
