@@ -15,9 +15,13 @@ import datetime
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +66,7 @@ class Running:
     terminated: dict[str, int] = field(default_factory=dict)  # container -> final exit code
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    publishing: threading.Lock = field(default_factory=threading.Lock)  # one status patch at a time
 
     @property
     def stopped(self) -> bool:
@@ -208,6 +213,14 @@ class ProbeRuntime:
             log_path = cdir / "0.log"
             env = self.env_for(key, pod, container, node)
             self.launch(run, container, env, cdir, log_path)
+            if container.get("readinessProbe"):  # not ready until the probe first succeeds
+                self.set_ready(pod, run, container["name"], ready=False)
+            for kind in ("readinessProbe", "livenessProbe"):
+                if container.get(kind):
+                    supervisors.append(threading.Thread(
+                        target=self.probe_loop, args=(pod, run, container, env, cdir, kind),
+                        daemon=True,
+                    ))  # fmt: skip
             logs.append({"containers": [container["name"]], "logsFile": str(log_path),
                          "follow": True})  # fmt: skip
             supervisors.append(threading.Thread(
@@ -264,7 +277,8 @@ class ProbeRuntime:
                 if run.stop_event.wait(delay):
                     return
                 self.launch(run, container, env, cdir, log_path)
-                self.set_container(pod, run, container, restarts, ready=True,
+                self.set_container(pod, run, container, restarts,
+                                   ready=not container.get("readinessProbe"),
                                    state={"running": {"startedAt": now()}},
                                    last={"terminated": terminated})  # fmt: skip
                 continue
@@ -293,16 +307,103 @@ class ProbeRuntime:
         }  # fmt: skip
         with run.lock:
             run.statuses[name] = status
-            statuses = list(run.statuses.values())
-        patch: Obj = {"status": {"containerStatuses": statuses}}
-        if not ready and "terminated" not in state:
-            patch["status"]["conditions"] = not_ready("ContainersNotReady")
-        elif ready:
-            patch["status"]["conditions"] = [
-                {"type": t, "status": "True", "lastTransitionTime": now()}
+        self.publish(pod, run)
+
+    def set_ready(self, pod: Obj, run: Running, name: str, *, ready: bool) -> None:
+        with run.lock:
+            status = run.statuses.get(name)
+            if status is None or status.get("ready") == ready:
+                return
+            status["ready"] = ready
+        self.publish(pod, run)
+
+    def publish(self, pod: Obj, run: Running) -> None:
+        """Patch the container statuses, and Ready/ContainersReady from them, in one go."""
+        with run.publishing:
+            with run.lock:
+                statuses = [dict(s) for s in run.statuses.values()]
+            ready = all(s.get("ready") for s in statuses)
+            reason = None if ready else "ContainersNotReady"  # None drops a stale reason
+            conditions: list[dict[str, str | None]] = [
+                {"type": t, "status": str(ready), "lastTransitionTime": now(), "reason": reason}
                 for t in ("Ready", "ContainersReady")
             ]
-        self.patch_status(pod, patch)
+            self.patch_status(
+                pod, {"status": {"containerStatuses": statuses, "conditions": conditions}}
+            )
+
+    # --- probes (readiness, liveness) as the kubelet runs them ------------------------------
+
+    def probe_loop(
+        self, pod: Obj, run: Running, container: Obj, env: dict[str, str], cdir: Path, kind: str
+    ) -> None:
+        spec = container[kind]
+        period = float(spec.get("periodSeconds") or 10)
+        successes_needed = int(spec.get("successThreshold") or 1)
+        failures_allowed = int(spec.get("failureThreshold") or 3)
+        name = container["name"]
+        if run.stop_event.wait(float(spec.get("initialDelaySeconds") or 0)):
+            return
+        successes = failures = 0
+        while not run.stopped:
+            proc = run.procs.get(name)
+            ok = proc is not None and proc.poll() is None and self.probe(pod, container, env,
+                                                                         cdir, spec)  # fmt: skip
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if kind == "readinessProbe":
+                if successes >= successes_needed:
+                    self.set_ready(pod, run, name, ready=True)
+                elif failures >= failures_allowed:
+                    self.set_ready(pod, run, name, ready=False)
+            elif failures >= failures_allowed and proc is not None and proc.poll() is None:
+                print(f"liveness probe of {run.key}/{name} failed {failures}x: killing it",
+                      flush=True)  # fmt: skip
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # supervise() restarts it per policy
+                failures = 0
+            if run.stop_event.wait(period):
+                return
+
+    def probe(self, pod: Obj, container: Obj, env: dict[str, str], cdir: Path, spec: Obj) -> bool:
+        timeout = float(spec.get("timeoutSeconds") or 1)
+        pod_ip = (pod.get("status") or {}).get("podIP") or env.get("KAIC_POD_IP", "")
+        if "exec" in spec:
+            command = expand(list(spec["exec"].get("command") or []), env)
+            if command and command[0] in ("python", "python3"):
+                command[0] = sys.executable
+            try:
+                done = subprocess.run(command, cwd=cdir, env=env, timeout=timeout,
+                                      capture_output=True, check=False)  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            return done.returncode == 0
+        if "httpGet" in spec or "tcpSocket" in spec:
+            action = spec.get("httpGet") or spec["tcpSocket"]
+            port = container_port(container, action.get("port"))
+            host = action.get("host") or pod_ip
+            if port is None or not host:
+                return False
+            if "tcpSocket" in spec:
+                try:
+                    socket.create_connection((host, port), timeout=timeout).close()
+                except OSError:
+                    return False
+                return True
+            scheme = str(action.get("scheme") or "HTTP").lower()
+            url = f"{scheme}://{host}:{port}{action.get('path') or '/'}"
+            headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
+            context = ssl._create_unverified_context() if scheme == "https" else None
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(url, headers=headers), timeout=timeout,
+                    context=context,
+                ) as resp:  # fmt: skip
+                    return 200 <= int(resp.status) < 400
+            except urllib.error.HTTPError as exc:
+                return 200 <= exc.code < 400
+            except OSError:
+                return False
+        return True  # grpc probes: not emulated, counted as passing
 
     def finish(self, pod: Obj, run: Running, name: str, code: int) -> None:
         """Once every probe container has ended for good, the pod's phase says how."""
@@ -388,6 +489,16 @@ class ProbeRuntime:
             except ApiException as exc:
                 if exc.status != 410:
                     raise
+
+
+def container_port(container: Obj, port: Any) -> int | None:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    for item in container.get("ports") or []:
+        if item.get("name") == port:
+            return int(item["containerPort"])
+    return None
 
 
 def container_id(key: str, name: str, restarts: int) -> str:

@@ -1,0 +1,145 @@
+"""The probe runtime behaves like a kubelet where checks can see it: restart policy and
+restartCount, readiness and liveness probes, and LWS reacting to a container that failed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.cluster import Cluster
+from conformance.probes import PROBE_IMAGE
+from tests.integration.test_sandbox import scratch_namespace
+from tests.integration.test_sandbox_stack import LWS_NAME, finished, probe_pod, running_group
+
+pytestmark = pytest.mark.sandbox
+Obj = dict[str, Any]
+
+
+@pytest.fixture
+def ns(admin: Cluster) -> Iterator[str]:
+    yield from scratch_namespace(admin)
+
+
+def container_status(pod: Obj) -> Obj:
+    statuses: list[Obj] = (pod.get("status") or {}).get("containerStatuses") or []
+    return statuses[0] if statuses else {}
+
+
+def condition(pod: Obj, kind: str) -> str | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return str(cond["status"])
+    return None
+
+
+def test_restart_policy_always_restarts_and_counts(admin: Cluster, ns: str) -> None:
+    pod = probe_pod(ns, "crashes", "print('once more'); raise SystemExit(3)")
+    pod["spec"]["restartPolicy"] = "Always"
+    admin.apply(pod)
+    seen = admin.wait_for(
+        "v1", "Pod",
+        lambda ps: ps[0] if ps and container_status(ps[0]).get("restartCount", 0) >= 2 else None,
+        awaiting="two restarts", timeout_s=60, namespace=ns, name="crashes",
+    )  # fmt: skip
+    assert seen["status"]["phase"] == "Running", "a restarted container's pod stays Running"
+    last = container_status(seen)["lastState"]["terminated"]
+    assert last["exitCode"] == 3
+
+
+def test_restart_policy_on_failure_stops_after_success(
+    admin: Cluster, ns: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "failed-once"
+    code = (
+        f"import pathlib, sys; p = pathlib.Path({str(marker)!r})\n"
+        "if not p.exists(): p.touch(); sys.exit(1)\n"
+        "print('second time lucky')\n"
+    )
+    pod = probe_pod(ns, "flaky", code)
+    pod["spec"]["restartPolicy"] = "OnFailure"
+    admin.apply(pod)
+    done = finished(admin, ns, "flaky")
+    assert done["status"]["phase"] == "Succeeded"
+    assert container_status(done)["restartCount"] == 1
+    assert admin.pod_logs("flaky", ns).strip() == "second time lucky"
+
+
+SERVE_LATE = (
+    "import http.server, os, time\n"
+    "time.sleep(3)\n"
+    "http.server.HTTPServer((os.environ['KAIC_POD_IP'], 8080),"
+    " http.server.SimpleHTTPRequestHandler).serve_forever()\n"
+)
+
+
+def test_readiness_probe_gates_ready(admin: Cluster, ns: str) -> None:
+    pod = probe_pod(
+        ns, "late", SERVE_LATE,
+        container={"ports": [{"name": "http", "containerPort": 8080}],
+                   "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
+                                      "periodSeconds": 1, "failureThreshold": 1}},
+    )  # fmt: skip
+    admin.apply(pod)
+    admin.wait_for("v1", "Pod", lambda ps: ps and condition(ps[0], "Ready") == "False",
+                   awaiting="not Ready while nothing listens", timeout_s=30, namespace=ns,
+                   name="late")  # fmt: skip
+    ready = admin.wait_for(
+        "v1", "Pod", lambda ps: ps[0] if ps and condition(ps[0], "Ready") == "True" else None,
+        awaiting="Ready once the server answers", timeout_s=30, namespace=ns, name="late",
+    )  # fmt: skip
+    assert container_status(ready)["ready"] is True
+    assert container_status(ready)["restartCount"] == 0
+
+
+def test_liveness_probe_failure_restarts_the_container(admin: Cluster, ns: str) -> None:
+    pod = probe_pod(
+        ns, "wedged", "import time; time.sleep(3600)",
+        container={"livenessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1,
+                                     "failureThreshold": 2}},
+    )  # fmt: skip
+    pod["spec"]["restartPolicy"] = "Always"
+    admin.apply(pod)
+    admin.wait_for(
+        "v1", "Pod", lambda ps: ps and container_status(ps[0]).get("restartCount", 0) >= 1,
+        awaiting="a restart after failed liveness probes", timeout_s=30, namespace=ns,
+        name="wedged",
+    )  # fmt: skip
+
+
+def test_lws_recreates_the_group_when_a_worker_container_fails(
+    admin: Cluster, ns: str, tmp_path: Path
+) -> None:
+    """Not a deleted pod: worker 1's process exits non-zero once; the runtime restarts it
+    (restartCount 1) and the real LWS controller recreates the whole group."""
+    marker = tmp_path / "fail-worker-1"
+    marker.touch()
+    code = (
+        "import os, pathlib, time\n"
+        f"p = pathlib.Path({str(marker)!r})\n"
+        "time.sleep(1)\n"
+        "if os.environ.get('LWS_WORKER_INDEX') == '1' and p.exists():\n"
+        "    p.unlink(); raise SystemExit(1)\n"
+        "time.sleep(3600)\n"
+    )
+    admin.apply({
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": {"name": "group", "namespace": ns},
+        "spec": {"replicas": 1, "leaderWorkerTemplate": {"size": 3, "workerTemplate": {
+            "spec": {"containers": [{"name": "probe", "image": PROBE_IMAGE,
+                                     "command": ["python", "-c", code]}]}}}},
+    })  # fmt: skip
+    first = {p["metadata"]["uid"] for p in running_group(admin, ns)}
+    admin.wait_for(
+        "v1", "Pod",
+        lambda pods: len(pods) == 3 and not first & {p["metadata"]["uid"] for p in pods}
+        and all((p.get("status") or {}).get("phase") == "Running" for p in pods),
+        awaiting="a whole new group (3 new pod UIDs)", timeout_s=90, namespace=ns,
+        label_selector=f"{LWS_NAME}=group",
+    )  # fmt: skip
+    assert not marker.exists(), "worker 1 failed once"
+    events = admin.list_objects("v1", "Event", namespace=ns,
+                                field_selector="reason=RecreateGroupOnPodRestart")  # fmt: skip
+    assert events, "the LWS controller recorded the group restart"
