@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -21,12 +22,14 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubernetes import client
 from kubernetes.client import ApiException
 
 from conformance.cluster import Cluster, ObjectRef
@@ -212,6 +215,7 @@ class ProbeRuntime:
             cdir.mkdir(parents=True, exist_ok=True)
             log_path = cdir / "0.log"
             env = self.env_for(key, pod, container, node)
+            env |= self.service_account(pod, workdir)
             self.launch(run, container, env, cdir, log_path)
             if container.get("readinessProbe"):  # not ready until the probe first succeeds
                 self.set_ready(pod, run, container["name"], ready=False)
@@ -232,11 +236,47 @@ class ProbeRuntime:
         for thread in supervisors:
             thread.start()
 
+    def service_account(self, pod: Obj, workdir: Path) -> dict[str, str]:
+        """In-cluster credentials as the kubelet provides them: the API server's address in
+        KUBERNETES_SERVICE_HOST/PORT and, unless automount is off, a token bound to the pod with
+        the cluster CA and namespace, at /var/run/secrets/kubernetes.io/serviceaccount when the
+        runtime may mount (root), and always in KAIC_SERVICE_ACCOUNT_DIR."""
+        api = urllib.parse.urlsplit(self.cluster.server)
+        env = {"KUBERNETES_SERVICE_HOST": api.hostname or "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": str(api.port or 443)}  # fmt: skip
+        env["KUBERNETES_SERVICE_PORT_HTTPS"] = env["KUBERNETES_SERVICE_PORT"]
+        spec, meta = pod["spec"], pod["metadata"]
+        if spec.get("automountServiceAccountToken") is False:
+            return env
+        account = spec.get("serviceAccountName") or "default"
+        body = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+            audiences=[], expiration_seconds=3600,
+            bound_object_ref=client.V1BoundObjectReference(
+                api_version="v1", kind="Pod", name=meta["name"], uid=meta["uid"]),
+        ))  # fmt: skip
+        try:
+            issued = self.cluster.core.create_namespaced_service_account_token(
+                account, meta["namespace"], body).status  # fmt: skip
+        except ApiException as exc:
+            print(f"no token for {meta['name']} ({account}): {exc.reason}", flush=True)
+            return env
+        if issued is None or not issued.token:
+            return env
+        directory = workdir / "serviceaccount"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "token").write_text(issued.token)
+        (directory / "namespace").write_text(meta["namespace"])
+        shutil.copyfile(self.directory / "pki" / "ca.crt", directory / "ca.crt")
+        return env | {"KAIC_SERVICE_ACCOUNT_DIR": str(directory)}
+
     def launch(
         self, run: Running, container: Obj, env: dict[str, str], cdir: Path, log_path: Path
     ) -> subprocess.Popen[bytes]:
+        command = expand(self.command(container), env)
+        if "KAIC_SERVICE_ACCOUNT_DIR" in env and os.geteuid() == 0 and shutil.which("unshare"):
+            command = with_service_account_mount(env["KAIC_SERVICE_ACCOUNT_DIR"], command)
         proc = subprocess.Popen(
-            expand(self.command(container), env), cwd=cdir, env=env,
+            command, cwd=cdir, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
@@ -489,6 +529,20 @@ class ProbeRuntime:
             except ApiException as exc:
                 if exc.status != 410:
                     raise
+
+
+SERVICE_ACCOUNT_PATH = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is /run
+
+
+def with_service_account_mount(directory: str, command: list[str]) -> list[str]:
+    """`command` in a private mount namespace where the pod's token directory is mounted at the
+    standard path (over a tmpfs on /run, so the host's /run is neither changed nor seen)."""
+    script = (
+        'mount -t tmpfs kaic-run /run && mkdir -p "$0" && mount --bind "$1" "$0" '
+        '&& shift 2 && exec "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
+            SERVICE_ACCOUNT_PATH, directory, "--", *command]  # fmt: skip
 
 
 def container_port(container: Obj, port: Any) -> int | None:

@@ -143,3 +143,22 @@ def test_lws_recreates_the_group_when_a_worker_container_fails(
     events = admin.list_objects("v1", "Event", namespace=ns,
                                 field_selector="reason=RecreateGroupOnPodRestart")  # fmt: skip
     assert events, "the LWS controller recorded the group restart"
+
+
+WHOAMI = (
+    "from kubernetes import client, config\n"
+    "config.load_incluster_config()\n"
+    "review = client.AuthenticationV1Api().create_self_subject_review(\n"
+    "    {'apiVersion': 'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'})\n"
+    "print(review.status.user_info.username)\n"
+)
+
+
+def test_probe_gets_in_cluster_credentials(admin: Cluster, ns: str) -> None:
+    """The standard in-cluster config works: API address in the env, and the pod's own bound
+    service-account token (at the standard path when the sandbox runs as root)."""
+    admin.apply(probe_pod(ns, "whoami", WHOAMI))
+    done = finished(admin, ns, "whoami")
+    logs = admin.pod_logs("whoami", ns).strip()
+    assert done["status"]["phase"] == "Succeeded", logs
+    assert logs.splitlines()[-1] == f"system:serviceaccount:{ns}:default"
