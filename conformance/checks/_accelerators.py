@@ -5,9 +5,12 @@ what the cluster allocated."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kubernetes.client import ApiException
 
 from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.discovery import DRA_DRIVERS
@@ -253,13 +256,24 @@ def running_report(kube: Kube, name: str, container: str = "probe") -> Obj:
         awaiting=f"probe pod {kube.namespace}/{name} to start", timeout_s=PROBE_TIMEOUT_S,
         namespace=kube.namespace, name=name,
     )  # fmt: skip
-    for line in kube.cluster.follow_log(name, kube.namespace, container, timeout_s=60):
+    # A running container's log can be briefly unavailable (the runtime has not attached it yet);
+    # nothing can be watched for that, so retry with backoff until the deadline.
+    deadline = time.monotonic() + 60 * kube.cluster.timeout_scale
+    delay = 0.1
+    while True:
         try:
-            report: Obj = json.loads(line)
-        except ValueError:
-            continue
-        return report
-    raise RuntimeError(f"pod {kube.namespace}/{name} printed no report")
+            for line in kube.cluster.follow_log(name, kube.namespace, container, timeout_s=60):
+                try:
+                    report: Obj = json.loads(line)
+                except ValueError:
+                    continue
+                return report
+            raise RuntimeError(f"pod {kube.namespace}/{name} printed no report")
+        except ApiException as exc:
+            if exc.status != 400 or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def sees_nothing(report: Obj) -> bool:
