@@ -19,7 +19,6 @@ from kubernetes import client
 from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
-from conformance.probes import PROBE_IMAGE
 from conformance.resources import data_path
 from conformance.sandbox import controllers, netns, pki, processes, topology
 from conformance.sandbox.build import build as build_components
@@ -40,6 +39,8 @@ NODE_FAULTS = {
     "device-plugin-no-devices": ("device-plugin",),
     "gpu-visible-without-request": ("device-plugin", "dra"),
 }
+# Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
+PROBE_IMAGE_PATTERN = "kaic-probe(:[^/@]*)?(@.*)?$"
 STATE_FILE = "state.json"
 FIELD_MANAGER = "kaic-sandbox"
 Progress = Callable[[str], None]
@@ -162,9 +163,9 @@ def _stage_config(data: Path, out: Path) -> Path:
             continue
         stage = yaml.safe_load(path.read_text())
         if stage["metadata"]["name"] == "pod-complete":
-            stage["spec"]["selector"]["matchExpressions"].append(
-                {"key": ".spec.containers.[0].image", "operator": "NotIn", "values": [PROBE_IMAGE]}
-            )
+            stage["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": (
+                f"!self.spec.containers.exists(c, c.image.matches('{PROBE_IMAGE_PATTERN}'))"
+            )}})  # fmt: skip
         stages.append(stage)
     out.write_text(yaml.safe_dump_all(stages))
     return out

@@ -162,3 +162,33 @@ def test_probe_gets_in_cluster_credentials(admin: Cluster, ns: str) -> None:
     logs = admin.pod_logs("whoami", ns).strip()
     assert done["status"]["phase"] == "Succeeded", logs
     assert logs.splitlines()[-1] == f"system:serviceaccount:{ns}:default"
+
+
+def test_job_of_probe_pods_ends_as_its_process_does(admin: Cluster, ns: str) -> None:
+    """KWOK completes every Job pod at once; not probe pods (any tag of the probe image)."""
+    admin.apply({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "fails", "namespace": ns},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "probe", "image": "localhost:5000/dev/kaic-probe:dev",
+             "command": ["python", "-c", "import time; time.sleep(2); raise SystemExit(4)"]}]}}},
+    })  # fmt: skip
+    job = admin.wait_for(
+        "batch/v1", "Job",
+        lambda jobs: next((j for j in jobs for c in (j.get("status") or {}).get("conditions")
+                           or [] if c["type"] in ("Failed", "Complete")
+                           and c["status"] == "True"), None),
+        awaiting="the Job to end", timeout_s=60, namespace=ns, name="fails",
+    )  # fmt: skip
+    assert any(c["type"] == "Failed" for c in job["status"]["conditions"])
+    [pod] = admin.list_objects("v1", "Pod", namespace=ns, label_selector="job-name=fails")
+    assert container_status(pod)["state"]["terminated"]["exitCode"] == 4
+    # Other images keep KWOK's simulated lifecycle: their Job completes at once.
+    admin.apply({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sim", "namespace": ns},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}},
+    })  # fmt: skip
+    admin.wait_for(
+        "batch/v1", "Job", lambda jobs: jobs and (jobs[0].get("status") or {}).get("succeeded"),
+        awaiting="the simulated Job to succeed", timeout_s=60, namespace=ns, name="sim",
+    )  # fmt: skip
