@@ -26,6 +26,10 @@ LWS_NAMESPACE = "lws-system"
 # Webhooks kept from the upstream manifests: those of the integrations the sandbox enables.
 KUEUE_GROUPS = {"kueue.x-k8s.io", "batch", "", "leaderworkerset.x-k8s.io"}
 LWS_GROUPS = {"leaderworkerset.x-k8s.io", ""}
+# LWS runs as a user of its own (still cluster-admin), so that admission can tell its requests
+# apart: the fault `lws-group-restart` denies this user's pod deletions (fixtures/sandbox/faults).
+LWS_USER = "kaic-sandbox:lws-controller"
+LWS_KUBECONFIG = "lws-kubeconfig"
 # The Kueue CRDs whose versions differ and that Kueue converts (its cert manager's list).
 KUEUE_CONVERTED = frozenset(
     {
@@ -282,7 +286,7 @@ def start_lws(
             "--config",
             str(config_path),
             "--kubeconfig",
-            str(work / "kubeconfig"),
+            str(work / LWS_KUBECONFIG),
         ],
         work / "logs",
         env={"POD_NAMESPACE": LWS_NAMESPACE, "NAMESPACE": LWS_NAMESPACE},

@@ -241,10 +241,13 @@ def _start_control_plane(
     api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
     serving = ca.issue("apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost"))
     ca.issue("admin", "kaic-admin", org="system:masters", client=True)
+    ca.issue("lws-controller", controllers.LWS_USER, org="system:masters", client=True)
     proxy = proxy_ca.issue("front-proxy-client", "front-proxy-client", client=True)
     sa_key = pki.service_account_key(pki_dir)
     box.server = f"https://127.0.0.1:{api_port}"
     _kubeconfig(box.kubeconfig, box.server, pki_dir, "admin")
+    _kubeconfig(box.directory / controllers.LWS_KUBECONFIG, box.server, pki_dir,
+                "lws-controller")  # fmt: skip
 
     say("starting etcd")
     etcd_url = f"http://127.0.0.1:{etcd_port}"
@@ -279,7 +282,6 @@ def _start_control_plane(
         "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
-        *_fault_apiserver_flags(box.breaks),
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     processes.wait_until(
@@ -340,15 +342,6 @@ def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say:
         for obj in controllers.kueue_platform_queues():
             apply(cluster, obj)
     _apply_faults(box, cluster)
-
-
-def _fault_apiserver_flags(breaks: Sequence[str]) -> list[str]:
-    if "lws-group-restart" in breaks:
-        return [
-            "--feature-gates", "MutatingAdmissionPolicy=true",
-            "--runtime-config", "admissionregistration.k8s.io/v1beta1=true",
-        ]  # fmt: skip
-    return []
 
 
 def _apply_faults(box: Sandbox, cluster: Cluster) -> None:

@@ -209,9 +209,12 @@ def test_fault_without_kueue_and_lws(sandbox_factory: MakeSandbox) -> None:
 
 
 def test_fault_lws_group_restart_leaves_the_group_alone(sandbox_factory: MakeSandbox) -> None:
-    cluster = admin_of(sandbox_factory(breaks=["lws-group-restart"]))
+    box = sandbox_factory(breaks=["lws-group-restart"])
+    cluster = admin_of(box)
     namespace = next(scratch_namespace(cluster))
-    cluster.apply(lws(namespace))
+    stored = cluster.apply(lws(namespace))
+    # The object is untouched: it is the controller that cannot act.
+    assert stored["spec"]["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
     pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in running_group(cluster, namespace)}
     cluster.core.delete_namespaced_pod("group-0-1", namespace)
     replaced = cluster.wait_for(
@@ -230,3 +233,5 @@ def test_fault_lws_group_restart_leaves_the_group_alone(sandbox_factory: MakeSan
                                                        != pods["group-0"]), None),
                          awaiting="a new leader", timeout_s=10, namespace=namespace,
                          name="group-0")  # fmt: skip
+    # The controller tried, and the API server refused it.
+    assert "sandbox fault lws-group-restart" in (box.directory / "logs" / "lws.log").read_text()
