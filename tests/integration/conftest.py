@@ -15,13 +15,17 @@ MakeSandbox = Callable[..., sbx.Sandbox]
 
 @pytest.fixture(scope="session")
 def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeSandbox]:
+    """Start a sandbox with components left out / faults; one per combination, shared."""
     started: list[Path] = []
+    boxes: dict[tuple[tuple[str, ...], tuple[str, ...]], sbx.Sandbox] = {}
 
     def make(without: Sequence[str] = (), breaks: Sequence[str] = ()) -> sbx.Sandbox:
-        name = "-".join(["sandbox", *without, *breaks])
-        directory = tmp_path_factory.mktemp(name)
-        started.append(directory)
-        return sbx.up(directory, without, breaks)
+        key = (tuple(sorted(without)), tuple(sorted(breaks)))
+        if key not in boxes:
+            directory = tmp_path_factory.mktemp("-".join(["sandbox", *key[0], *key[1]]))
+            started.append(directory)
+            boxes[key] = sbx.up(directory, without, breaks)
+        return boxes[key]
 
     try:
         yield make

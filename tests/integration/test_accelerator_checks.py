@@ -1,0 +1,104 @@
+"""The accelerator checks pass on the sandbox and fail, naming the objects, when the capability
+is removed or broken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.cli import main
+from tests.integration.conftest import MakeSandbox
+
+pytestmark = pytest.mark.sandbox
+
+
+def run(box: Any, out: Path, *args: str, profile: str = "cncf-ai-v1.35") -> dict[str, Any]:
+    main(["run", "--kubeconfig", str(box.kubeconfig), "--profile", profile,
+          "--output", str(out), *args])  # fmt: skip
+    data: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return {c["id"]: c for r in data["requirements"] for c in r["checks"]}
+
+
+def statuses(checks: dict[str, Any]) -> dict[str, str]:
+    return {k: v["status"] for k, v in checks.items()}
+
+
+DRA = [
+    "dra.api-served", "dra.class-matches-devices", "dra.claim-allocated", "dra.claim-two-devices",
+    "dra.cel-selector", "dra.unsatisfiable-pending", "dra.claim-released",
+]  # fmt: skip
+SECURE = [
+    "secure-access.no-request-no-device", "secure-access.only-claiming-container",
+    "secure-access.disjoint-devices", "secure-access.count-matches",
+]  # fmt: skip
+GPU = [
+    "gpu.resource-advertised", "gpu.pod-lands-on-gpu-node", "gpu.oversized-pending",
+    "gpu.no-oversubscription", "gpu.taint-respected",
+]  # fmt: skip
+
+
+def test_dra_and_secure_access_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "dra.*", "--check", "secure-access.*")
+    assert statuses(checks) == dict.fromkeys(DRA + SECURE, "passed")
+    allocated = checks["dra.claim-allocated"]["evidence"]["observed"]
+    assert allocated["allocated"][0]["driver"] == "gpu.example.com"
+    assert allocated["seen"] == [allocated["allocated"][0]["device"]]
+
+
+@pytest.mark.parametrize("mode", ["dra", "device-plugin"])
+def test_secure_access_in_each_allocation_mode(sandbox: Any, tmp_path: Path, mode: str) -> None:
+    checks = run(sandbox, tmp_path, "--check", "secure-access.*", "--allocation-mode", mode)
+    assert statuses(checks) == dict.fromkeys(SECURE, "passed")
+    assert mode.replace("-", " ") in checks["secure-access.no-request-no-device"]["evidence"][
+        "observed"
+    ]["mode"].lower().replace("-", " ")
+
+
+def test_gpu_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "gpu.*", profile="batch")
+    assert statuses(checks) == dict.fromkeys(GPU, "passed")
+    assert (
+        "Insufficient nvidia.com/gpu"
+        in checks["gpu.oversized-pending"]["evidence"]["observed"]["scheduler_message"]
+    )
+
+
+def test_without_dra_driver_the_dra_checks_fail(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(without=["dra-driver"])
+    checks = run(box, tmp_path, "--check", "dra.*", "--check", "secure-access.*")
+    assert checks["dra.api-served"]["status"] == "passed"  # the API is there, the devices not
+    for check_id in DRA[1:]:
+        assert checks[check_id]["status"] == "failed", check_id
+        assert "0 ResourceSlice(s)" in checks[check_id]["message"]
+    # auto mode falls back to the device plugin, which still works
+    assert {checks[c]["status"] for c in SECURE} == {"passed"}
+
+
+def test_a_device_leak_fails_secure_access(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
+    box = sandbox_factory(breaks=["gpu-visible-without-request"])
+    for mode in ("dra", "device-plugin"):
+        checks = run(box, tmp_path / mode, "--check", "secure-access.*", "--allocation-mode", mode)
+        leak = checks["secure-access.no-request-no-device"]
+        assert leak["status"] == "failed", mode
+        assert "/no-request (no accelerator requested)" in leak["message"]
+        assert checks["secure-access.only-claiming-container"]["status"] == "failed"
+        assert (
+            "container other of Pod/" in checks["secure-access.only-claiming-container"]["message"]
+        )
+
+
+def test_gpus_that_never_reach_the_pod_fail_secure_access(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(breaks=["device-plugin-no-devices"])
+    checks = run(box, tmp_path, "--check", "secure-access.*", "--allocation-mode",
+                 "device-plugin")  # fmt: skip
+    assert checks["secure-access.count-matches"]["status"] == "failed"
+    assert "observed devices []" in checks["secure-access.count-matches"]["message"]
+    assert checks["secure-access.disjoint-devices"]["status"] == "failed"
+    assert checks["secure-access.no-request-no-device"]["status"] == "passed"
