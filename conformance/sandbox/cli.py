@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sandbox_command == "up":
         box = sandbox.up(args.dir, args.without, args.breaks, progress=say)
         print(f"Sandbox running. Kubeconfig: {box.kubeconfig}")
-        print(f"  kubectl --kubeconfig {box.kubeconfig} get nodes,deviceclasses,resourceslices")
+        kinds = "nodes,deviceclasses,resourceslices,clusterqueues"
+        print(f"  kubectl --kubeconfig {box.kubeconfig} get {kinds}")
         print(f"  kaic run --kubeconfig {box.kubeconfig}")
         print(f"Stop it with: kaic sandbox down --dir {args.dir}")
         return 0

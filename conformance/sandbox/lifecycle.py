@@ -458,6 +458,8 @@ def describe(directory: Path) -> str:
     lines = [f"sandbox in {directory}: API server {box.server}", f"kubeconfig: {box.kubeconfig}"]
     for name, pid in box.pids.items():
         lines.append(f"  {name:26} pid {pid:<8} {'running' if processes.alive(pid) else 'STOPPED'}")
+    where = f"its own network namespace ({box.netns})" if box.netns else "the host's loopback"
+    lines.append(f"network: {where}; pod IPs from {box.pod_cidr}")
     if box.without:
         lines.append(f"without: {', '.join(box.without)}")
     if box.breaks:
