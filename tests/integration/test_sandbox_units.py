@@ -1,0 +1,100 @@
+"""The sandbox's pure parts, without starting one: argument errors, the kubelet-like helpers of
+the probe runtime, and the upstream webhook selectors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conformance import sandbox as sbx
+from conformance.errors import KaicError
+from conformance.probes import is_probe_image
+from conformance.sandbox import controllers, lifecycle, topology
+from conformance.sandbox.probe_runtime import container_port, expand
+
+
+@pytest.mark.parametrize(
+    ("without", "breaks", "message"),
+    [
+        (["gpu-operator"], [], "--without gpu-operator: unknown component (known: kueue, lws"),
+        ([], ["everything"], "--break everything: unknown fault (known: device-plugin-no-devices"),
+    ],
+)
+def test_unknown_component_or_fault_is_one_clear_error(
+    tmp_path: Path, without: list[str], breaks: list[str], message: str
+) -> None:
+    with pytest.raises(KaicError) as caught:
+        sbx.up(tmp_path / "never", without, breaks)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "never").exists(), "nothing is started for a bad argument"
+
+
+def test_var_expansion_is_the_kubelets() -> None:
+    env = {"MODEL": "tiny", "PORT": "8000"}
+    assert expand(["serve", "--model=$(MODEL)", "$(PORT)", "$$(PORT)", "$(UNSET)"], env) == [
+        "serve", "--model=tiny", "8000", "$(PORT)", "$(UNSET)",
+    ]  # fmt: skip
+
+
+def test_probe_ports_by_number_or_name() -> None:
+    container = {"ports": [{"name": "http", "containerPort": 8080}]}
+    assert container_port(container, 9000) == 9000
+    assert container_port(container, "9000") == 9000
+    assert container_port(container, "http") == 8080
+    assert container_port(container, "metrics") is None
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/kaic-dev/kaic-probe:0.1.0",
+        "kaic-probe",
+        "localhost:5000/dev/kaic-probe:dev",
+        "registry.example/x/kaic-probe@sha256:" + "a" * 64,
+        "registry.k8s.io/pause:3.10",
+        "ghcr.io/kaic-dev/kaic-probe-extra:1",
+        "kaic-probe/other:1",
+    ],
+)
+def test_kwok_stage_pattern_agrees_with_the_runtime(image: str) -> None:
+    """KWOK (CEL `matches`, RE2) and the probe runtime must agree on what a probe image is."""
+    assert bool(re.search(lifecycle.PROBE_IMAGE_PATTERN, image)) == is_probe_image(image)
+    assert is_probe_image(image) == (
+        image.split("@")[0].rsplit("/", 1)[-1].split(":")[0].endswith(sbx.PROBE_IMAGE_SUFFIX)
+    )
+
+
+def test_node_faults_label_only_the_nodes_they_concern() -> None:
+    topo, nodes = topology.load()
+    breaks = ["device-plugin-no-devices", "gpu-visible-without-request"]
+    labels = {
+        spec.name: {
+            k for k in lifecycle.node_objects(spec, topo, breaks)[0]["metadata"]["labels"]
+            if k.startswith("faults.kaic.dev/")
+        }
+        for spec in nodes
+    }  # fmt: skip
+    assert labels["cpu-0"] == set()
+    assert labels["gpu-dp-0"] == {
+        "faults.kaic.dev/device-plugin-no-devices",
+        "faults.kaic.dev/gpu-visible-without-request",
+    }
+    assert labels["gpu-dra-0"] == {"faults.kaic.dev/gpu-visible-without-request"}
+
+
+@pytest.mark.sandbox
+def test_webhooks_keep_the_upstream_selectors() -> None:
+    """Needs the built cache (the manifests come from the Go modules)."""
+    data = sbx.build() / "data"
+    lws = controllers._webhooks(data / "lws/config/webhook/manifests.yaml", "lws-",
+                                "https://127.0.0.1:1", b"ca", controllers.LWS_GROUPS)  # fmt: skip
+    pod_hooks = [h for c in lws for h in c["webhooks"] if h["name"] in ("mpod.kb.io", "vpod.kb.io")]
+    assert len(pod_hooks) == 2
+    for hook in pod_hooks:
+        assert hook["objectSelector"]["matchExpressions"][0]["key"] == (
+            "leaderworkerset.sigs.k8s.io/name"
+        )
+        assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:1/")
