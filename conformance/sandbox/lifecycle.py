@@ -441,13 +441,17 @@ def down(directory: Path, *, remove: bool = True) -> list[str]:
         if remove and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         return []
-    # Controllers first, then etcd, so nothing logs errors about a vanished API server; the
-    # network namespace's holder last.
-    last = [n for n in ("etcd", "netns") if n in box.pids]
-    order = [n for n in box.pids if n not in last] + last
-    processes.stop([box.pids[n] for n in order if n not in last])
-    for name in last:
-        processes.stop([box.pids[name]])
+    # In waves: the API server's clients first (stopped together with it, the API server waits
+    # for Kueue and Kueue for it, past any grace period), then the API server, then etcd, then
+    # the network namespace's holder.
+    waves = [("kube-apiserver", "api-forwarder"), ("etcd",), ("netns",)]
+    later = {name for wave in waves for name in wave}
+    order = [n for n in box.pids if n not in later]
+    processes.stop([box.pids[n] for n in order])
+    for wave in waves:
+        names = [n for n in wave if n in box.pids]
+        processes.stop([box.pids[n] for n in names])
+        order += names
     if remove:
         shutil.rmtree(directory, ignore_errors=True)
     return order
