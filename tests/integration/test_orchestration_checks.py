@@ -34,3 +34,41 @@ def test_without_kueue_every_admission_check_fails(
     checks = run(box, tmp_path, "--check", "kueue.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(KUEUE, "failed")
     assert all("Kueue's API (kueue.x-k8s.io" in c["message"] for c in checks.values())
+
+
+LWS = [
+    "lws.api-served", "lws.group-created", "lws.group-restart-on-delete",
+    "lws.group-restart-on-failure", "lws.restart-policy-none",
+]  # fmt: skip
+
+
+def test_lws_gang_restart_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "lws.*", profile="batch")
+    assert statuses(checks) == dict.fromkeys(LWS, "passed")
+    env = checks["lws.group-created"]["evidence"]["observed"]["env_seen"]
+    assert env["group-0-2"]["LWS_WORKER_INDEX"] == "2"
+    assert checks["lws.group-restart-on-delete"]["evidence"]["observed"]["recovered_s"] > 0
+
+
+def test_lws_without_group_restart_fails_the_restart_checks(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(breaks=["lws-group-restart"])
+    checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
+    assert statuses(checks) == {
+        "lws.api-served": "passed",
+        "lws.group-created": "passed",
+        "lws.group-restart-on-delete": "failed",
+        "lws.group-restart-on-failure": "failed",
+        "lws.restart-policy-none": "passed",
+    }
+    message = checks["lws.group-restart-on-delete"]["message"]
+    assert "recreate all 3 pods of group 0 after deleting Pod group-0-1" in message
+    assert "pods kept with their old UIDs: ['group-0', 'group-0-2']" in message
+
+
+def test_without_lws_every_lws_check_fails(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
+    box = sandbox_factory(without=["kueue", "lws"])
+    checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
+    assert statuses(checks) == dict.fromkeys(LWS, "failed")
+    assert all("LeaderWorkerSet API" in c["message"] for c in checks.values())
