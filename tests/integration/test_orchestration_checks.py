@@ -72,3 +72,29 @@ def test_without_lws_every_lws_check_fails(sandbox_factory: MakeSandbox, tmp_pat
     checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(LWS, "failed")
     assert all("LeaderWorkerSet API" in c["message"] for c in checks.values())
+
+
+GANG = ["gang.fitting-gang-runs", "gang.unfit-gang-never-partial", "gang.waits-for-pods-ready"]
+
+
+def test_gang_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "gang.*", profile="batch")
+    assert statuses(checks) == dict.fromkeys(GANG, "passed")
+    waiting = checks["gang.waits-for-pods-ready"]["evidence"]["observed"]["next_waiting_because"]
+    assert "PodsReady" in waiting
+
+
+def test_without_wait_for_pods_ready_gangs_are_not_all_or_nothing(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(breaks=["kueue-no-wait-for-pods-ready"])
+    checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
+    assert checks["gang.waits-for-pods-ready"]["status"] == "failed"
+    assert "/next to wait while the admitted gang" in checks["gang.waits-for-pods-ready"]["message"]
+    assert checks["gang.fitting-gang-runs"]["status"] == "passed"
+
+
+def test_without_kueue_no_gang_scheduler(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
+    box = sandbox_factory(without=["kueue"])
+    checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
+    assert statuses(checks) == dict.fromkeys(GANG, "failed")
