@@ -163,6 +163,8 @@ def start_kueue(
     with_lws: bool,
     netns: str | None = None,
     wait_for_pods_ready: bool = True,
+    ports: Callable[[], int] = free_port,
+    kubeconfig: Path | None = None,
 ) -> Controller:
     """Kueue as a platform runs it: Jobs and pod groups, all-or-nothing (waitForPodsReady)."""
     certs = work / "kueue-certs"
@@ -182,7 +184,7 @@ def start_kueue(
             "ca.crt": ca.cert_path, "ca.key": certs / "kueue-ca.key",
             "tls.crt": crt, "tls.key": key}.items()},
     })  # fmt: skip
-    port, health = free_port(), free_port()
+    port, health = ports(), ports()
     base = f"https://127.0.0.1:{port}"
     crds = _crds(data / "kueue/config/components/crd/bases", f"{base}/convert", ca_pem,
                  KUEUE_CONVERTED)  # fmt: skip
@@ -217,7 +219,8 @@ def start_kueue(
     log = work / "logs" / "kueue.log"
     pid = processes.start("kueue", [
         str(bin_dir / "kueue"), "--config", str(config_path),
-        "--kubeconfig", str(work / "kubeconfig"), "--feature-gates", "VisibilityOnDemand=false",
+        "--kubeconfig", str(kubeconfig or work / "kubeconfig"),
+        "--feature-gates", "VisibilityOnDemand=false",
     ], work / "logs", netns=netns)  # fmt: skip
     return Controller("kueue", pid, f"http://127.0.0.1:{health}/readyz", log, netns)
 
@@ -247,6 +250,7 @@ def start_lws(
     ca: pki.CA,
     netns: str | None = None,
     webhook_down: bool = False,
+    ports: Callable[[], int] = free_port,
 ) -> Controller:
     certs = work / "lws-certs"
     certs.mkdir(parents=True)
@@ -255,7 +259,7 @@ def start_lws(
     (certs / "tls.key").write_bytes(key.read_bytes())
     ca_pem = ca.cert_path.read_bytes()
     apply(cluster, _namespace(LWS_NAMESPACE))
-    port, health = free_port(), free_port()
+    port, health = ports(), ports()
     base = f"https://127.0.0.1:{port}"
     crds = _crds(data / "lws/config/crd/bases", None, ca_pem)
     for crd in crds:
@@ -274,7 +278,7 @@ def start_lws(
     config_path.write_text(yaml.safe_dump(config))
     # The fault `lws-webhook-down`: the webhooks stay registered, at a port nothing serves (as
     # when the webhook Service has no ready endpoints).
-    hooks_at = f"https://127.0.0.1:{free_port()}" if webhook_down else base
+    hooks_at = f"https://127.0.0.1:{ports()}" if webhook_down else base
     for hook in _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-", hooks_at, ca_pem,
                           LWS_GROUPS):  # fmt: skip
         apply(cluster, hook)

@@ -58,6 +58,13 @@ class Sandbox:
     # loopback (see netns.py); pods get addresses from `pod_cidr`.
     netns: str | None = None
     pod_cidr: str = LOOPBACK_POD_CIDR
+    # The API server as components inside the namespace reach it (== server on loopback).
+    inner_server: str = ""
+
+    @property
+    def component_kubeconfig(self) -> Path:
+        """The admin kubeconfig for processes inside the sandbox's network namespace."""
+        return self.directory / "kubeconfig-inner" if self.netns else self.kubeconfig
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +75,7 @@ class Sandbox:
             "breaks": self.breaks,
             "netns": self.netns,
             "pod_cidr": self.pod_cidr,
+            "inner_server": self.inner_server,
         }
 
     @classmethod
@@ -81,6 +89,7 @@ class Sandbox:
             breaks=list(data.get("breaks", [])),
             netns=data.get("netns"),
             pod_cidr=data.get("pod_cidr", LOOPBACK_POD_CIDR),
+            inner_server=data.get("inner_server", data["server"]),
         )
 
 
@@ -194,9 +203,10 @@ def up(
                   breaks=list(breaks))  # fmt: skip
     try:
         _start_network(box, logs, say)
-        ca = _start_control_plane(box, bin_dir, pki_dir, logs, say)
-        _start_controllers(box, ca, bin_dir, cache / "data", say)
-        _start_nodes(box, ca, bin_dir, cache / "data", logs, say)
+        ports = processes.Ports(box.netns)
+        ca = _start_control_plane(box, bin_dir, pki_dir, logs, say, ports)
+        _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
+        _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
     except BaseException:
         down(directory, remove=False)
         raise
@@ -233,20 +243,23 @@ def _save(box: Sandbox) -> None:
 
 
 def _start_control_plane(
-    box: Sandbox, bin_dir: Path, pki_dir: Path, logs: Path, say: Progress
+    box: Sandbox, bin_dir: Path, pki_dir: Path, logs: Path, say: Progress, ports: processes.Ports
 ) -> pki.CA:
     say("generating certificates")
     ca = pki.CA(pki_dir, "ca")
     proxy_ca = pki.CA(pki_dir, "front-proxy-ca")
-    api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
+    api_port, etcd_port, peer_port = ports(), ports(), ports()
+    host_port = free_port() if box.netns else api_port
     serving = ca.issue("apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost"))
     ca.issue("admin", "kaic-admin", org="system:masters", client=True)
     ca.issue("lws-controller", controllers.LWS_USER, org="system:masters", client=True)
     proxy = proxy_ca.issue("front-proxy-client", "front-proxy-client", client=True)
     sa_key = pki.service_account_key(pki_dir)
-    box.server = f"https://127.0.0.1:{api_port}"
+    box.server = f"https://127.0.0.1:{host_port}"
+    box.inner_server = f"https://127.0.0.1:{api_port}"
     _kubeconfig(box.kubeconfig, box.server, pki_dir, "admin")
-    _kubeconfig(box.directory / controllers.LWS_KUBECONFIG, box.server, pki_dir,
+    _kubeconfig(box.component_kubeconfig, box.inner_server, pki_dir, "admin")
+    _kubeconfig(box.directory / controllers.LWS_KUBECONFIG, box.inner_server, pki_dir,
                 "lws-controller")  # fmt: skip
 
     say("starting etcd")
@@ -286,19 +299,20 @@ def _start_control_plane(
     _save(box)
     processes.wait_until(
         "kube-apiserver",
-        lambda: netns.call(box.netns, lambda: _https_ok(f"{box.server}/readyz", pki_dir)),
+        lambda: netns.call(box.netns, lambda: _https_ok(f"{box.inner_server}/readyz", pki_dir)),
         box.pids["kube-apiserver"], logs / "kube-apiserver.log", timeout_s=90,
     )  # fmt: skip
     if box.netns:
         # The host's one way in: its 127.0.0.1:<port> relayed to the API server's, inside.
         box.pids["api-forwarder"] = processes.start(
-            "api-forwarder", netns.forwarder_command(box.netns, api_port), logs)  # fmt: skip
+            "api-forwarder", netns.forwarder_command(box.netns, host_port, api_port),
+            logs)  # fmt: skip
         _save(box)
         processes.wait_until(
             "the API server forwarder", lambda: _https_ok(f"{box.server}/readyz", pki_dir),
             box.pids["api-forwarder"], logs / "api-forwarder.log", timeout_s=10,
         )  # fmt: skip
-    kubeconfig = str(box.kubeconfig)
+    kubeconfig = str(box.component_kubeconfig)
     auth = ["--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
             "--authorization-kubeconfig", kubeconfig, "--leader-elect=false"]  # fmt: skip
     say("starting kube-controller-manager and kube-scheduler")
@@ -310,20 +324,23 @@ def _start_control_plane(
         "--use-service-account-credentials=true", "--controllers", "*",
     ], logs, netns=box.netns)  # fmt: skip
     box.pids["kube-scheduler"] = processes.start("kube-scheduler", [
-        str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(free_port()),
+        str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(ports()),
         "--bind-address", "127.0.0.1",
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     return ca
 
 
-def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say: Progress) -> None:
+def _start_controllers(
+    box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say: Progress, ports: processes.Ports
+) -> None:
     cluster = _admin(box)
     started = []
     if "lws" not in box.without:
         say("starting LeaderWorkerSet (CRDs, webhooks on loopback, controller)")
         lws = controllers.start_lws(cluster, apply, bin_dir, data, box.directory, ca, box.netns,
-                                    webhook_down="lws-webhook-down" in box.breaks)  # fmt: skip
+                                    webhook_down="lws-webhook-down" in box.breaks,
+                                    ports=ports)  # fmt: skip
         box.pids["lws"] = lws.pid
         started.append(lws)
     if "kueue" not in box.without:
@@ -332,7 +349,8 @@ def _start_controllers(box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say:
                                         with_lws="lws" not in box.without,
                                         netns=box.netns, wait_for_pods_ready=(
                                             "kueue-no-wait-for-pods-ready" not in box.breaks),
-                                        )  # fmt: skip
+                                        ports=ports,
+                                        kubeconfig=box.component_kubeconfig)  # fmt: skip
         box.pids["kueue"] = kueue.pid
         started.append(kueue)
     _save(box)
@@ -370,17 +388,24 @@ def apply(cluster: Cluster, obj: dict[str, Any], *, status: bool = False) -> Non
 
 
 def _start_nodes(
-    box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, logs: Path, say: Progress
+    box: Sandbox,
+    ca: pki.CA,
+    bin_dir: Path,
+    data: Path,
+    logs: Path,
+    say: Progress,
+    ports: processes.Ports,
 ) -> None:
     say("starting kwok (emulated nodes) and the probe runtime")
     cluster = _admin(box)
     for path in sorted((data / "kwok" / "kustomize" / "crd" / "bases").glob("*logs.yaml")):
         apply(cluster, yaml.safe_load(path.read_text()))
     stages = _stage_config(data, box.directory / "kwok-stages.yaml")
-    kubelet_port = free_port()
+    kubelet_port = ports()
     crt, key = ca.issue("kwok-kubelet", "kwok", hosts=("127.0.0.1",))
     box.pids["kwok"] = processes.start("kwok", [
-        str(bin_dir / "kwok"), "--kubeconfig", str(box.kubeconfig), "--config", str(stages),
+        str(bin_dir / "kwok"), "--kubeconfig", str(box.component_kubeconfig),
+        "--config", str(stages),
         "--manage-nodes-with-label-selector", "=".join(topology.KWOK_LABEL),
         "--cidr", box.pod_cidr, "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
         "--server-address", f"127.0.0.1:{kubelet_port}", "--node-port", str(kubelet_port),
@@ -388,7 +413,7 @@ def _start_nodes(
     ], logs, netns=box.netns)  # fmt: skip
     box.pids["probe-runtime"] = processes.start("probe-runtime", [
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
-        "--kubeconfig", str(box.kubeconfig), "--dir", str(box.directory),
+        "--kubeconfig", str(box.component_kubeconfig), "--dir", str(box.directory),
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     topo, nodes = topology.load()

@@ -5,8 +5,8 @@ server's pod and service proxy. Loopback addresses (127.0.0.0/8) are refused by 
 sandbox gives KWOK's pods a private range (POD_CIDR) and makes it local inside a network
 namespace of its own, with nothing in it but `lo`. Every component runs in that namespace
 (so the API server, the controllers and the probe processes reach pod IPs, and no packet can
-leave the machine); the host sees one port: a forwarder listening on the host's 127.0.0.1 at the
-same port as the API server inside, so one kubeconfig works on both sides.
+leave the machine); the host sees one port: a forwarder from the host's 127.0.0.1 to the API server
+inside, with the kubeconfig written for the host; components inside use one naming the inside port.
 
 Needs root (CAP_SYS_ADMIN) and `unshare`, `nsenter`, `ip`; without them the sandbox falls back
 to loopback pod IPs in the host's namespace (`available()` says which).
@@ -103,9 +103,10 @@ def bind_test(address: str) -> None:
 # --- the forwarder: host 127.0.0.1:PORT -> namespace 127.0.0.1:PORT ------------------------------
 
 
-def forward(netns: str, port: int) -> None:
-    """Serve forever: accept on the host's loopback, connect inside the namespace."""
-    listener = socket.create_server(("127.0.0.1", port), reuse_port=False)
+def forward(netns: str, host_port: int, port: int) -> None:
+    """Serve forever: accept on the host's 127.0.0.1:host_port, connect to 127.0.0.1:port inside
+    the namespace."""
+    listener = socket.create_server(("127.0.0.1", host_port))
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=_relay, args=(conn, netns, port), daemon=True).start()
@@ -137,15 +138,15 @@ def _relay(conn: socket.socket, netns: str, port: int) -> None:
                     return
 
 
-def forwarder_command(netns: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "conformance.sandbox.netns", netns, str(port)]
+def forwarder_command(netns: str, host_port: int, port: int) -> list[str]:
+    return [sys.executable, "-m", "conformance.sandbox.netns", netns, str(host_port), str(port)]
 
 
 def main(argv: Sequence[str]) -> None:
-    netns, port = argv
+    netns, host_port, port = argv
     if not Path(netns).exists():
         raise SystemExit(f"no network namespace at {netns}")
-    forward(netns, int(port))
+    forward(netns, int(host_port), int(port))
 
 
 if __name__ == "__main__":

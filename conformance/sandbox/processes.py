@@ -44,6 +44,22 @@ def start(
     return proc.pid
 
 
+class Ports:
+    """Ports for the sandbox's listeners. Inside its own network namespace nothing else listens,
+    so they are fixed ones below the ephemeral range (no client connection in the namespace can
+    be holding them); on the host's loopback, free ones."""
+
+    def __init__(self, netns: str | None, first: int = 20000) -> None:
+        self.netns = netns
+        self.next = first
+
+    def __call__(self) -> int:
+        if self.netns is None:
+            return free_port()
+        self.next += 1
+        return self.next - 1
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -96,4 +112,9 @@ def _tail(log: Path) -> str:
         lines = log.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
+    # A Go crash ends with a goroutine dump: its first line ("panic: …", "fatal error: …") says
+    # why; otherwise the last line does.
+    for line in lines:
+        if line.startswith(("panic:", "fatal error:", "runtime: ")):
+            return line[:300]
     return lines[-1][:300] if lines else "empty log"
