@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -52,6 +53,50 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `kaic run` and `kaic entrypoint`."""
+    _cluster_options(parser)
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
+    parser.add_argument(
+        "--check",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only these check ids (globs allowed; repeatable)",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="skip these check ids (globs allowed; repeatable)",
+    )
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
+    parser.add_argument("--allocation-mode", choices=ALLOCATION_MODES, default="auto")
+    parser.add_argument(
+        "--timeout-scale",
+        type=_positive,
+        default=1.0,
+        help="multiply every wait's timeout (slow clusters: 2, 3, ...)",
+    )
+    parser.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="keep the namespaces of failed checks for inspection",
+    )
+    parser.add_argument("--output", type=Path, help="report directory (default: reports/<run-id>/)")
+    parser.add_argument("--run-id", help="label value marking this run's objects")
+    parser.add_argument(
+        "-n",
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run checks in N processes (pytest-xdist)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kaic",
@@ -61,47 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a profile's checks against a cluster")
-    _cluster_options(run)
+    _run_options(run)
     run.add_argument("--sandbox", action="store_true", help="run against the local sandbox")
-    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
-    run.add_argument(
-        "--check",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="run only these check ids (globs allowed; repeatable)",
-    )
-    run.add_argument(
-        "--skip",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="skip these check ids (globs allowed; repeatable)",
-    )
-    run.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
-    run.add_argument("--allocation-mode", choices=ALLOCATION_MODES, default="auto")
-    run.add_argument(
-        "--timeout-scale",
-        type=_positive,
-        default=1.0,
-        help="multiply every wait's timeout (slow clusters: 2, 3, ...)",
-    )
-    run.add_argument(
-        "--keep-on-failure",
-        action="store_true",
-        help="keep the namespaces of failed checks for inspection",
-    )
-    run.add_argument("--output", type=Path, help="report directory (default: reports/<run-id>/)")
-    run.add_argument("--run-id", help="label value marking this run's objects")
-    run.add_argument(
-        "-n",
-        "--parallel",
-        type=int,
-        default=1,
-        metavar="N",
-        help="run checks in N processes (pytest-xdist)",
-    )
-    run.add_argument("-v", "--verbose", action="store_true", help="show pytest's own output too")
 
     lst = sub.add_parser("list", help="requirements of a profile and the checks verifying them")
     lst.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
@@ -123,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(cleanup)
     cleanup.add_argument("--run-id", help="only this run's objects (default: every kaic run)")
 
+    _incluster_parsers(sub)
+    _submission_parser(sub)
+
     sandbox = sub.add_parser("sandbox", help="the local sandbox cluster (build, up, down, status)")
     try:
         from conformance.sandbox import cli as sandbox_cli
@@ -131,6 +140,65 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         sandbox_cli.add_subcommands(sandbox)
     return parser
+
+
+def _incluster_parsers(sub: Any) -> None:
+    from conformance.probes import PROBE_IMAGE
+
+    plugin = sub.add_parser("plugin", help="print a Sonobuoy plugin definition running kaic")
+    plugin.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
+    plugin.add_argument("--image", default=PROBE_IMAGE, help=f"kaic image (default: {PROBE_IMAGE})")
+    plugin.add_argument("--result-format", choices=("junit", "manual"), default="junit")
+    manifests = sub.add_parser(
+        "manifests", help="print a standalone Job, ServiceAccount and least-privilege RBAC"
+    )
+    manifests.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})"
+    )
+    manifests.add_argument("--image", default=PROBE_IMAGE, help=f"(default: {PROBE_IMAGE})")
+    manifests.add_argument("--namespace", default="kaic", help="where the Job runs (default: kaic)")
+    manifests.add_argument(
+        "--linger", type=int, default=600, metavar="S",
+        help="keep the finished pod S seconds to fetch the results (default: 600)",
+    )  # fmt: skip
+    manifests.add_argument(
+        "--rbac-only", action="store_true", help="only the ClusterRole (for your own binding)"
+    )
+    entry = sub.add_parser(
+        "entrypoint",
+        help="the container's command: run in-cluster, write Sonobuoy results and `done`",
+        description="Runs the suite with the pod's service account (or --kubeconfig), POSTs "
+        "progress to localhost:$SONOBUOY_PROGRESS_PORT, and writes the results tarball and the "
+        "done file into $SONOBUOY_RESULTS_DIR (default /tmp/sonobuoy/results).",
+    )
+    _run_options(entry)
+    entry.add_argument("--result-format", choices=("junit", "manual"), default="junit")
+    entry.add_argument(
+        "--linger", type=float, default=0, metavar="S",
+        help="after publishing, wait S seconds before exiting (to kubectl cp the results)",
+    )  # fmt: skip
+
+
+def _submission_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "submission",
+        help="write a CNCF AI conformance submission (PRODUCT.yaml, evidence) from results.json",
+    )
+    p.add_argument("results", type=Path, metavar="RESULTS.json")
+    p.add_argument("--platform-name", required=True)
+    p.add_argument("--vendor", required=True)
+    p.add_argument("--version", help="checklist version, e.g. 1.35 (default: the run's profile)")
+    p.add_argument("--platform-version")
+    p.add_argument("--website-url")
+    p.add_argument("--repo-url")
+    p.add_argument("--documentation-url")
+    p.add_argument("--product-logo-url")
+    p.add_argument("--description")
+    p.add_argument("--contact-email")
+    p.add_argument("--k8s-conformance-url")
+    p.add_argument(
+        "--output", type=Path, help="directory (default: submissions/v<version>/<platform-name>/)"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -143,6 +211,62 @@ def cmd_run(args: argparse.Namespace) -> int:
     return runner.run(
         settings, use_sandbox=args.sandbox, workers=args.parallel, verbose=args.verbose
     )
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    from conformance.incluster import manifests
+
+    load_profile(args.profile, known_checks=set(discover()))
+    plugin = manifests.sonobuoy_plugin(args.profile, args.image, args.result_format)
+    print(manifests.dump_all([plugin]), end="")
+    return 0
+
+
+def cmd_manifests(args: argparse.Namespace) -> int:
+    from conformance.incluster import manifests, rbac
+
+    load_profile(args.profile, known_checks=set(discover()))
+    if args.rbac_only:
+        docs = [rbac.cluster_role(manifests.NAME, dict(manifests.LABELS))]
+    else:
+        docs = manifests.job_manifests(args.profile, args.image, args.namespace, args.linger)
+    print(manifests.dump_all(docs), end="")
+    return 0
+
+
+def cmd_entrypoint(args: argparse.Namespace) -> int:
+    import os
+
+    from conformance.incluster import entrypoint
+
+    if args.parallel < 1:
+        raise KaicError("--parallel must be at least 1")
+    if not args.kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        args.in_cluster = True
+    run_id = validate_run_id(args.run_id) if args.run_id else new_run_id()
+    settings = settings_from(args, run_id)
+    return entrypoint.run(
+        settings, result_format=args.result_format, linger_s=args.linger, workers=args.parallel
+    )
+
+
+def cmd_submission(args: argparse.Namespace) -> int:
+    from conformance.submission import bundle
+    from conformance.submission.product import METADATA_FLAGS
+
+    metadata = {key: getattr(args, flag) for flag, key in METADATA_FLAGS.items()}
+    command = ["kaic", *sys.argv[1:]] if sys.argv[1:2] == ["submission"] else ["kaic", "submission"]
+    done = bundle.write_submission(
+        args.results, args.version, {k: v for k, v in metadata.items() if v}, args.output, command
+    )
+    names = ", ".join(str(p.relative_to(done.directory)) for p in done.written)
+    print(f"Wrote {done.directory}/: {names}", file=sys.stderr)
+    for line in done.product.undecided:
+        print(f"  decide by hand: {line}", file=sys.stderr)
+    if done.product.unfilled_metadata:
+        fields = ", ".join(done.product.unfilled_metadata)
+        print(f"  metadata to fill in: {fields}", file=sys.stderr)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -247,7 +371,17 @@ COMMANDS = {
     "version": cmd_version,
     "cleanup": cmd_cleanup,
     "sandbox": cmd_sandbox,
+    "plugin": cmd_plugin,
+    "manifests": cmd_manifests,
+    "entrypoint": cmd_entrypoint,
+    "submission": cmd_submission,
 }
+
+TERMINATED = {"run", "entrypoint"}  # SIGTERM (pod deletion, CI cancel) cleans up like Ctrl-C
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,6 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return int(exc.code or 0)
+    if args.command in TERMINATED:
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return COMMANDS[args.command](args)
     except KaicError as exc:

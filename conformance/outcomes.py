@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conformance.cluster.forbidden import forbidden_message
 from conformance.results import CheckResult, CheckStatus
 
 MAX_MESSAGE = 2000
@@ -30,6 +31,9 @@ def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[Ch
 
 
 def _message(exc: BaseException, *, with_type: bool) -> str:
+    forbidden = forbidden_message(exc)
+    if forbidden:
+        return forbidden
     text = str(exc).strip()
     if isinstance(exc, AssertionError) and text.startswith("assert "):
         text = text.splitlines()[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -103,6 +103,7 @@ def run(
     workers: int = 1,
     verbose: bool = False,
     console: Console | None = None,
+    plugins: Sequence[object] = (),
 ) -> int:
     console = console or stderr_console()
     selected = selected_check_ids(settings)  # unknown profile or check id: fail before anything
@@ -114,7 +115,7 @@ def run(
             f"reports in {output}/"
         )
         display = ProgressDisplay(console, total=len(selected))
-        code = pytest.main(pytest_args(target, workers, verbose), plugins=[display])
+        code = pytest.main(pytest_args(target, workers, verbose), plugins=[display, *plugins])
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
     results = output / "results.json"

@@ -12,6 +12,7 @@ from typing import Any
 import urllib3
 import yaml
 from kubernetes import client, config
+from kubernetes.config import incluster_config
 from kubernetes.config.config_exception import ConfigException
 
 from conformance.cluster.client import Cluster
@@ -20,6 +21,7 @@ from conformance.errors import KaicError
 # Retried with exponential backoff: throttling, transient server errors, dropped connections.
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 PREFLIGHT_TIMEOUT_S = 10
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def load_configuration(options: ConnectOptions) -> tuple[client.Configuration, s
     cfg = client.Configuration()
     if options.in_cluster:
         try:
-            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            _load_incluster(cfg)
         except ConfigException as exc:
             raise KaicError(f"--in-cluster: not running inside a cluster ({exc})") from None
         source = "in-cluster"
@@ -83,6 +85,15 @@ def load_configuration(options: ConnectOptions) -> tuple[client.Configuration, s
         # The kubeconfig asks for it (insecure-skip-tls-verify); do not warn on every request.
         warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     return cfg, source
+
+
+def _load_incluster(cfg: client.Configuration) -> None:
+    """The pod's service account; KAIC_SERVICEACCOUNT_DIR overrides where its files are."""
+    directory = Path(os.environ.get("KAIC_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR)
+    loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=str(directory / "token"), cert_filename=str(directory / "ca.crt")
+    )
+    loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
 
 
 def _kubeconfig_path(given: str | None) -> Path:

@@ -1,0 +1,1 @@
+"""Running kaic inside the cluster: Sonobuoy plugin, standalone Job, least-privilege RBAC."""

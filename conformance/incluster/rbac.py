@@ -1,0 +1,72 @@
+"""The least privilege kaic needs, derived from what the checks and the cleanup do.
+
+Every rule names who needs it. Namespaced rules sit in the ClusterRole because each check runs in
+a fresh namespace the suite creates; kaic never reads objects it did not create, except the
+cluster-scoped inventory (nodes, DRA slices and classes, CRDs). Server-side apply needs `patch`,
+and `create` where the object does not exist yet. Discovery (/api, /apis, /version, /readyz) is
+granted to every authenticated user by the built-in `system:discovery` and
+`system:public-info-viewer` roles.
+
+The integration test `test_rbac.py` runs the suite bound to exactly this role and compares with
+an admin run; a new check that needs more fails there with `forbidden: <verb> <resource>`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+READ = ["get", "list", "watch"]
+MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
+
+# (api group, resources, verbs, who needs it)
+RULES: list[tuple[str, list[str], list[str], str]] = [
+    ("", ["namespaces"], MANAGE, "a fresh namespace per check; the end-of-run sweep"),
+    ("", ["pods"], MANAGE, "probe pods of every check"),
+    ("", ["pods/log"], ["get"], "the probe agent's report is its log"),
+    ("", ["nodes"], READ, "accelerator inventory: capacity, labels, taints"),
+    ("batch", ["jobs"], MANAGE, "kueue.* and gang.* submit Jobs"),
+    ("resource.k8s.io", ["deviceclasses", "resourceslices"], READ, "dra.* inventory"),
+    (
+        "resource.k8s.io",
+        ["resourceclaims", "resourceclaimtemplates"],
+        MANAGE,
+        "dra.* and secure_access.* claim devices",
+    ),
+    ("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list"], "CRDs present"),
+    (
+        "kueue.x-k8s.io",
+        ["resourceflavors", "clusterqueues", "localqueues"],
+        MANAGE,
+        "kueue.* and gang.* create a private flavor and queues",
+    ),
+    ("kueue.x-k8s.io", ["workloads"], READ, "admission of Kueue workloads"),
+    ("leaderworkerset.x-k8s.io", ["leaderworkersets"], MANAGE, "lws.* groups"),
+]
+
+
+def rules() -> list[dict[str, Any]]:
+    return [
+        {"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+        for group, resources, verbs, _why in RULES
+    ]
+
+
+def cluster_role(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "rules": rules(),
+    }
+
+
+def cluster_role_binding(
+    name: str, role: str, service_account: str, namespace: str, labels: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": dict(labels)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }

@@ -1,0 +1,1 @@
+"""CNCF AI conformance submission artifacts built from a run's results.json."""
