@@ -21,6 +21,7 @@ MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
 # (api group, resources, verbs, who needs it)
 RULES: list[tuple[str, list[str], list[str], str]] = [
     ("", ["namespaces"], MANAGE, "a fresh namespace per check; the end-of-run sweep"),
+    ("", ["serviceaccounts"], READ, "a new namespace is ready once its default account exists"),
     ("", ["pods"], MANAGE, "probe pods of every check"),
     ("", ["pods/log"], ["get"], "the probe agent's report is its log"),
     ("", ["nodes"], READ, "accelerator inventory: capacity, labels, taints"),
