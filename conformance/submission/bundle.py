@@ -49,14 +49,15 @@ def write_submission(
     directory: Path | None,
     command: list[str],
 ) -> Submission:
+    version = normalize_version(version) if version else None
     run = results_json.load(results)
-    version = normalize_version(version) if version else _version_of(run)
+    version = version or _version_of(run)
+    checklist = load_checklist(version)
     if run.profile != profile_for(version):
         raise KaicError(
             f"{results} is a run of profile {run.profile!r}; a v{version} submission needs a "
             f"run of {profile_for(version)!r} (kaic run --profile {profile_for(version)})"
         )
-    checklist = load_checklist(version)
     checklist.data["metadata"]["kubernetesVersion"] = f"v{version}"
     product = build_product(run, checklist, metadata)
     out = directory or default_directory(version, metadata.get("platformName", ""))
