@@ -8,6 +8,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.kaic-installed
 ARGS   ?=
+# Linters that are not Python packages are built with Go into the cache, keyed by version.
+KAIC_CACHE_DIR     ?= $(HOME)/.cache/kaic
+ACTIONLINT_VERSION := v1.7.12
+ACTIONLINT         := $(KAIC_CACHE_DIR)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 
 .PHONY: setup run test lint unit integration bench clean
 
@@ -22,7 +26,11 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/kaic run $(ARGS)
 
-lint: setup
+$(ACTIONLINT):
+	GOBIN=$(dir $@) GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+lint: setup $(ACTIONLINT)
+	$(ACTIONLINT) .github/workflows/*.yaml
 	$(BIN)/ruff check conformance tests
 	$(BIN)/ruff format --check conformance tests
 	$(BIN)/mypy conformance
