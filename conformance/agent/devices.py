@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ ENV_NAMES = (
 )
 ENV_PREFIXES = ("GPU_DEVICE_",)
 NONE_VALUES = {"", "void", "none"}
+# Where a container sees the host's loaded kernel driver: sysfs (visible in every container on the
+# host) and, for NVIDIA, the /proc file the container toolkit exposes. Per driver, first found wins.
+DRIVER_VERSION_FILES = {
+    "nvidia": ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"),
+    "amdgpu": ("/sys/module/amdgpu/version",),
+}
+_PROC_NVIDIA = re.compile(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)")
+# Emulation hook: the sandbox's probe runtime points this at a per-container tree that stands in
+# for the host's /dev, /sys and /proc (it has no GPUs). Unset in real pods.
+ROOT_ENV = "KAIC_AGENT_ROOT"
 
 
 def device_nodes(root: str = "/") -> list[str]:
@@ -38,6 +49,23 @@ def device_nodes(root: str = "/") -> list[str]:
         for path in glob.glob(os.path.join(root, pattern.lstrip("/"))):
             found.add("/" + os.path.relpath(path, root))
     return sorted(found)
+
+
+def driver_versions(root: str = "/") -> dict[str, str]:
+    """Kernel driver versions this container can read, by driver ("nvidia": "570.124.06")."""
+    found: dict[str, str] = {}
+    for driver, paths in DRIVER_VERSION_FILES.items():
+        for path in paths:
+            try:
+                text = Path(root, path.lstrip("/")).read_text(errors="replace")
+            except OSError:
+                continue
+            match = _PROC_NVIDIA.search(text) if path.startswith("/proc") else None
+            version = match.group(1) if match else text.strip().split()[0] if text.strip() else ""
+            if version:
+                found[driver] = version
+                break
+    return found
 
 
 def is_gpu_node(path: str) -> bool:
@@ -64,11 +92,13 @@ def visible_devices(env: Mapping[str, str]) -> list[str]:
 
 
 def report(
-    root: str = "/",
+    root: str | None = None,
     environ: Mapping[str, str] | None = None,
     read_nvml: Callable[[], dict[str, Any]] = nvml.read,
 ) -> dict[str, Any]:
-    env = device_env(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    root = root or environ.get(ROOT_ENV) or "/"
+    env = device_env(environ)
     nodes = device_nodes(root)
     return {
         "hostname": os.uname().nodename,
@@ -76,5 +106,6 @@ def report(
         "gpu_device_nodes": [n for n in nodes if is_gpu_node(n)],
         "env": env,
         "visible_devices": visible_devices(env),
+        "drivers": driver_versions(root),
         "nvml": read_nvml(),
     }

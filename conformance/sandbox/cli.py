@@ -19,10 +19,11 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
               sub.add_parser("status", help="show the sandbox's processes and nodes")):  # fmt: skip
         p.add_argument("--dir", type=Path, default=sandbox.DEFAULT_DIR,
                        help=f"state directory (default: {sandbox.DEFAULT_DIR})")  # fmt: skip
-    up.add_argument("--without", nargs="+", default=[], metavar="COMPONENT",
+    up.add_argument("--without", nargs="+", action="extend", default=[], metavar="COMPONENT",
                     choices=sandbox.COMPONENTS, help="leave components out")  # fmt: skip
-    up.add_argument("--break", dest="breaks", nargs="+", default=[], metavar="FAULT",
-                    choices=sandbox.FAULTS, help="break something on purpose")  # fmt: skip
+    up.add_argument("--break", dest="breaks", nargs="+", action="extend", default=[],
+                    metavar="FAULT", choices=sandbox.FAULTS,
+                    help="break something on purpose (repeatable)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

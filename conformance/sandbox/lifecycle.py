@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,12 @@ FAULTS = (
     "lws-group-restart",  # LeaderWorkerSets never recreate their group
     "lws-webhook-down",  # LWS webhooks registered, nothing serving them
     "kueue-no-wait-for-pods-ready",  # Kueue without waitForPodsReady: no all-or-nothing
+    "driver-version-mismatch",  # GPU hosts run another driver than their labels/slices say
+    "driver-version-skew",  # the last GPU node of each kind runs (and says) another driver
+    "time-slicing-no-replicas",  # labelled time-slicing, but each GPU advertised once
 )
+# The driver version the driver faults put on nodes (older than the topology's).
+OTHER_DRIVER = "535.183.1"
 # Faults the probe runtime makes real on the nodes they concern (a node label tells it).
 NODE_FAULTS = {
     "device-plugin-no-devices": ("device-plugin",),
@@ -416,7 +421,8 @@ def _start_nodes(
         "--kubeconfig", str(box.component_kubeconfig), "--dir", str(box.directory),
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
-    topo, nodes = topology.load()
+    topo, loaded = topology.load()
+    nodes = node_specs(loaded, box.breaks)
     for spec in nodes:
         node, status = node_objects(spec, topo, box.breaks)
         apply(cluster, node)
@@ -441,6 +447,22 @@ def _start_nodes(
     )  # fmt: skip
 
 
+def node_specs(
+    nodes: Sequence[topology.NodeSpec], breaks: Sequence[str]
+) -> list[topology.NodeSpec]:
+    """The topology's nodes with the driver faults applied (what is loaded vs advertised)."""
+    out = list(nodes)
+    for i, spec in enumerate(out):
+        if spec.kind not in topology.GPU_KINDS:
+            continue
+        if "driver-version-mismatch" in breaks:
+            out[i] = spec = replace(spec, host_driver_version=OTHER_DRIVER)
+        last = not any(n.kind == spec.kind for n in out[i + 1 :])
+        if "driver-version-skew" in breaks and last:
+            out[i] = replace(spec, driver_version=OTHER_DRIVER, host_driver_version=OTHER_DRIVER)
+    return out
+
+
 def node_objects(
     spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -448,6 +470,10 @@ def node_objects(
     for fault in breaks:
         if spec.kind in NODE_FAULTS.get(fault, ()):
             node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
+    if "time-slicing-no-replicas" in breaks and spec.replicas > 1:
+        # the labels still promise replicas, the device plugin advertises each GPU once
+        for resources in status["status"].values():
+            resources["nvidia.com/gpu"] = str(spec.gpus)
     return node, status
 
 

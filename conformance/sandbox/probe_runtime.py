@@ -47,6 +47,12 @@ def has_fault(node: Obj, fault: str) -> bool:
     return (node["metadata"].get("labels") or {}).get(FAULT_LABEL_PREFIX + fault) == "true"
 
 
+def nvidia_module_version(version: str) -> str:
+    """570.124.6 (semver, as DRA publishes it) -> 570.124.06, as the kernel module prints it."""
+    parts = version.split(".")
+    return ".".join(parts[:2] + [p.zfill(2) for p in parts[2:]])
+
+
 def now() -> str:
     return (
         datetime.datetime.now(datetime.UTC)
@@ -128,11 +134,14 @@ class ProbeRuntime:
         with self.lock:
             used = self.device_plugin_in_use.setdefault(name, set())
             spec = self.node_kinds.get(name)
-            free = [i for i in range(spec.gpus if spec else 0) if i not in used][:count]
+            slots = spec.gpus * spec.replicas if spec else 0
+            free = [i for i in range(slots) if i not in used][:count]
             used.update(free)
             node_name, held = self.allocations.get(key, (name, []))
             self.allocations[key] = (node_name, held + free)
-        uuids = [topology.gpu_uuid(name, i) for i in free]
+        # Time-slicing: replica i of a GPU is that GPU; the plugin injects the physical UUID.
+        replicas = spec.replicas if spec else 1
+        uuids = dict.fromkeys(topology.gpu_uuid(name, i // replicas) for i in free)
         return {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids)}
 
     def leaked_env(self, container: Obj, node: Obj) -> dict[str, str]:
@@ -216,6 +225,7 @@ class ProbeRuntime:
             log_path = cdir / "0.log"
             env = self.env_for(key, pod, container, node)
             env |= self.service_account(pod, workdir)
+            env |= self.host_view(node, cdir)
             self.launch(run, container, env, cdir, log_path)
             if container.get("readinessProbe"):  # not ready until the probe first succeeds
                 self.set_ready(pod, run, container["name"], ready=False)
@@ -235,6 +245,19 @@ class ProbeRuntime:
             self.apply_logs(meta, logs)
         for thread in supervisors:
             thread.start()
+
+    def host_view(self, node: Obj, cdir: Path) -> dict[str, str]:
+        """The GPU host's kernel driver as a container on it sees it (sysfs), emulated: a tree
+        with sys/module/nvidia/version holding the node's loaded driver version, which the agent
+        reads through KAIC_AGENT_ROOT instead of /."""
+        version = (node["metadata"].get("annotations") or {}).get(topology.HOST_DRIVER_ANNOTATION)
+        if not version:
+            return {}
+        root = cdir / "host"
+        module = root / "sys" / "module" / "nvidia"
+        module.mkdir(parents=True, exist_ok=True)
+        (module / "version").write_text(f"{nvidia_module_version(version)}\n")
+        return {"KAIC_AGENT_ROOT": str(root)}
 
     def service_account(self, pod: Obj, workdir: Path) -> dict[str, str]:
         """In-cluster credentials as the kubelet provides them: the API server's address in

@@ -14,6 +14,10 @@ DRA_DRIVER = "gpu.example.com"
 KWOK_LABEL = ("type", "kwok")
 NODE_KIND_LABEL = "kaic.dev/sandbox-node-kind"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# The driver version the emulated host has loaded (what /sys/module/nvidia/version says); the
+# probe runtime shows it to probe pods. Labels and ResourceSlices carry the advertised version.
+HOST_DRIVER_ANNOTATION = "kaic.dev/sandbox-host-driver-version"
+GPU_KINDS = ("device-plugin", "dra")
 Obj = dict[str, Any]
 
 
@@ -22,11 +26,23 @@ class NodeSpec:
     name: str
     kind: str
     gpus: int = 0
+    replicas: int = 1  # time-slicing: each physical GPU advertised this many times
+    driver_version: str = ""  # advertised; "" = the topology's gpu.driver_version
+    host_driver_version: str = ""  # loaded on the emulated host; "" = the advertised one
+
+    def advertised_driver(self, topo: dict[str, Any]) -> str:
+        return self.driver_version or str(topo["gpu"]["driver_version"])
+
+    def host_driver(self, topo: dict[str, Any]) -> str:
+        return self.host_driver_version or self.advertised_driver(topo)
 
 
 def load() -> tuple[dict[str, Any], list[NodeSpec]]:
     raw = yaml.safe_load((data_path("fixtures") / "sandbox" / "topology.yaml").read_text())
-    nodes = [NodeSpec(n["name"], n["kind"], int(n.get("gpus", 0))) for n in raw["nodes"]]
+    nodes = [
+        NodeSpec(n["name"], n["kind"], int(n.get("gpus", 0)), int(n.get("time_slicing", 1)))
+        for n in raw["nodes"]
+    ]
     return raw, nodes
 
 
@@ -46,16 +62,26 @@ def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
     }
     resources = dict(topo["node_resources"])
     taints: list[Obj] = []
+    annotations = {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
+    if spec.kind in GPU_KINDS:
+        annotations[HOST_DRIVER_ANNOTATION] = spec.host_driver(topo)
     if spec.kind == "device-plugin":
-        labels |= {
+        driver = spec.advertised_driver(topo)
+        labels |= {  # as NVIDIA GPU feature discovery labels them
             "nvidia.com/gpu.present": "true",
             "nvidia.com/gpu.product": gpu["product"],
             "nvidia.com/gpu.count": str(spec.gpus),
             "nvidia.com/gpu.memory": str(gpu["memory_mib"]),
-            "nvidia.com/cuda.driver-version.full": gpu["driver_version"],
-            "nvidia.com/cuda.driver.major": gpu["driver_version"].split(".")[0],
+            "nvidia.com/cuda.driver-version.full": driver,
+            "nvidia.com/cuda.driver.major": driver.split(".")[0],
         }
-        resources["nvidia.com/gpu"] = str(spec.gpus)
+        resources["nvidia.com/gpu"] = str(spec.gpus * spec.replicas)
+        if spec.replicas > 1:
+            labels |= {
+                "nvidia.com/gpu.product": f"{gpu['product']}-SHARED",
+                "nvidia.com/gpu.sharing-strategy": "time-slicing",
+                "nvidia.com/gpu.replicas": str(spec.replicas),
+            }
         taints.append(GPU_TAINT)
     if spec.kind == "dra":
         labels["kaic.dev/dra-driver"] = DRA_DRIVER
@@ -65,7 +91,7 @@ def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
         "metadata": {
             "name": spec.name,
             "labels": labels,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": annotations,
         },
         "spec": {"taints": taints},
     }
@@ -92,7 +118,7 @@ def resource_slice(spec: NodeSpec, topo: dict[str, Any]) -> Obj:
                 "uuid": {"string": gpu_uuid(spec.name, i)},
                 "model": {"string": gpu["product"]},
                 "productName": {"string": gpu["product"]},
-                "driverVersion": {"version": gpu["driver_version"]},
+                "driverVersion": {"version": spec.advertised_driver(topo)},
             },
             "capacity": {"memory": {"value": f"{gpu['memory_mib']}Mi"}},
         }

@@ -102,3 +102,46 @@ def test_gpus_that_never_reach_the_pod_fail_secure_access(
     assert "observed devices []" in checks["secure-access.count-matches"]["message"]
     assert checks["secure-access.disjoint-devices"]["status"] == "failed"
     assert checks["secure-access.no-request-no-device"]["status"] == "passed"
+
+
+DRIVER = ["driver.version-advertised", "driver.version-matches-pod"]
+
+
+@pytest.mark.parametrize("mode", ["dra", "device-plugin"])
+def test_driver_sharing_and_vgpu_on_the_sandbox(sandbox: Any, tmp_path: Path, mode: str) -> None:
+    checks = run(sandbox, tmp_path, "--check", "driver.*", "--check", "sharing.*",
+                 "--check", "virtualized.*", "--allocation-mode", mode)  # fmt: skip
+    assert statuses(checks) == {
+        **dict.fromkeys([*DRIVER, "sharing.time-slicing"], "passed"),
+        "virtualized.vgpu-exposed": "skipped",
+    }
+    nodes = checks["driver.version-matches-pod"]["evidence"]["observed"]["nodes"]
+    assert len(nodes) >= 2
+    for seen in nodes.values():
+        assert (seen["advertised"], seen["pod"]) == ("570.124.6", "570.124.06")
+        assert seen["read_from"] == "the nvidia kernel module"
+    shared = checks["sharing.time-slicing"]["evidence"]["observed"]
+    assert shared["node"] == "gpu-ts-0"
+    assert len(shared["seen"]) == 2
+    assert shared["physical_gpus_used"] == 1
+    assert "nvidia.com/vgpu.present" in checks["virtualized.vgpu-exposed"]["message"]
+
+
+def test_driver_and_sharing_faults_fail_the_right_checks(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(
+        breaks=["driver-version-mismatch", "driver-version-skew", "time-slicing-no-replicas"]
+    )
+    checks = run(box, tmp_path, "--check", "driver.*", "--check", "sharing.*")
+    assert statuses(checks) == dict.fromkeys([*DRIVER, "sharing.time-slicing"], "failed")
+    skew = checks["driver.version-advertised"]["message"]
+    assert "to run one driver version" in skew
+    assert "535.183.1 on gpu-dra-1; 570.124.6 on gpu-dra-0" in skew
+    mismatch = checks["driver.version-matches-pod"]["message"]
+    assert "Node/gpu-dra-0 advertises 570.124.6" in mismatch
+    assert "reads 535.183.01 from the nvidia kernel module" in mismatch
+    assert "gpu-dra-1 advertises" not in mismatch  # skewed, but honest about it
+    sharing = checks["sharing.time-slicing"]["message"]
+    assert "to run together on gpu-ts-0" in sharing
+    assert "Insufficient nvidia.com/gpu" in sharing

@@ -44,7 +44,7 @@ def ready(node: Obj) -> bool:
 
 def test_nodes_ready_with_the_default_topology(admin: Cluster) -> None:
     nodes = nodes_by_name(admin)
-    assert set(nodes) == {"cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-dra-0", "gpu-dra-1"}
+    assert set(nodes) == {"cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-ts-0", "gpu-dra-0", "gpu-dra-1"}
     assert all(ready(n) for n in nodes.values())
     for name in ("gpu-dp-0", "gpu-dp-1"):
         node = nodes[name]
@@ -57,6 +57,10 @@ def test_nodes_ready_with_the_default_topology(admin: Cluster) -> None:
         assert labels["nvidia.com/gpu.count"] == "4"
         assert labels["nvidia.com/gpu.memory"] == "81559"
         assert labels["nvidia.com/cuda.driver-version.full"] == "570.124.6"
+    shared = nodes["gpu-ts-0"]
+    assert shared["status"]["allocatable"]["nvidia.com/gpu"] == "3"  # 1 GPU, 3 time slices
+    assert shared["metadata"]["labels"]["nvidia.com/gpu.count"] == "1"
+    assert shared["metadata"]["labels"]["nvidia.com/gpu.sharing-strategy"] == "time-slicing"
     assert "nvidia.com/gpu" not in nodes["cpu-0"]["status"]["allocatable"]
     assert not nodes["cpu-0"]["spec"].get("taints")
 
@@ -135,7 +139,7 @@ def test_device_plugin_gpus_are_scheduled_by_extended_resource(admin: Cluster, n
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dp", "namespace": ns},
         "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
                  "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
-                                 "resources": {"limits": {"nvidia.com/gpu": "3"}}}]},
+                                 "resources": {"limits": {"nvidia.com/gpu": "4"}}}]},
     })  # fmt: skip
     pod = admin.wait_for(
         "v1", "Pod", lambda pods: pods[0] if pods and pods[0]["spec"].get("nodeName") else None,

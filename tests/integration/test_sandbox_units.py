@@ -85,6 +85,43 @@ def test_node_faults_label_only_the_nodes_they_concern() -> None:
     assert labels["gpu-dra-0"] == {"faults.kaic.dev/gpu-visible-without-request"}
 
 
+def test_driver_faults_change_what_hosts_run_and_advertise() -> None:
+    topo, nodes = topology.load()
+    host = topology.HOST_DRIVER_ANNOTATION
+
+    def drivers(breaks: list[str]) -> dict[str, tuple[str, str]]:
+        out = {}
+        for spec in lifecycle.node_specs(nodes, breaks):
+            node = lifecycle.node_objects(spec, topo, breaks)[0]
+            labels, notes = node["metadata"]["labels"], node["metadata"]["annotations"]
+            if spec.kind == "dra":
+                slice_ = topology.resource_slice(spec, topo)
+                advertised = slice_["spec"]["devices"][0]["attributes"]["driverVersion"]["version"]
+            else:
+                advertised = labels.get("nvidia.com/cuda.driver-version.full", "")
+            out[spec.name] = (advertised, notes.get(host, ""))
+        return out
+
+    healthy = drivers([])
+    assert healthy["cpu-0"] == ("", "")
+    assert {v for k, v in healthy.items() if k != "cpu-0"} == {("570.124.6", "570.124.6")}
+    mismatch = drivers(["driver-version-mismatch"])
+    assert mismatch["gpu-dp-0"] == mismatch["gpu-dra-1"] == ("570.124.6", "535.183.1")
+    skew = drivers(["driver-version-skew"])
+    assert skew["gpu-dra-1"] == skew["gpu-ts-0"] == ("535.183.1", "535.183.1")
+    assert skew["gpu-dra-0"] == skew["gpu-dp-1"] == ("570.124.6", "570.124.6")
+
+
+def test_time_slicing_fault_keeps_the_labels_but_not_the_replicas() -> None:
+    topo, nodes = topology.load()
+    shared = next(n for n in nodes if n.replicas > 1)
+    node, status = lifecycle.node_objects(shared, topo, [])
+    assert status["status"]["allocatable"]["nvidia.com/gpu"] == str(shared.gpus * shared.replicas)
+    node, status = lifecycle.node_objects(shared, topo, ["time-slicing-no-replicas"])
+    assert node["metadata"]["labels"]["nvidia.com/gpu.replicas"] == str(shared.replicas)
+    assert status["status"]["allocatable"]["nvidia.com/gpu"] == str(shared.gpus)
+
+
 @pytest.mark.sandbox
 def test_webhooks_keep_the_upstream_selectors() -> None:
     """Needs the built cache (the manifests come from the Go modules)."""

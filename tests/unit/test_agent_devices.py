@@ -73,3 +73,36 @@ def test_command_prints_one_json_document() -> None:
     report = json.loads(out.stdout)
     assert report["visible_devices"] == ["gpu-2"]
     assert set(report) >= {"device_nodes", "env", "nvml", "visible_devices"}
+
+
+@pytest.mark.parametrize(
+    ("files", "drivers"),
+    [
+        ({"sys/module/nvidia/version": "570.124.06\n"}, {"nvidia": "570.124.06"}),
+        (
+            {
+                "proc/driver/nvidia/version": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  "
+                "550.54.15  Tue Mar  5 22:23:56 UTC 2024\nGCC version:  gcc version 12.3.0\n"
+            },
+            {"nvidia": "550.54.15"},
+        ),
+        (
+            {
+                "proc/driver/nvidia/version": "NVRM version: NVIDIA UNIX Open Kernel Module for "
+                "x86_64  575.51.03  Release Build  (dvs-builder@U16-I3-B13-4-3)\n"
+            },
+            {"nvidia": "575.51.03"},
+        ),
+        ({"sys/module/amdgpu/version": "6.10.5\n"}, {"amdgpu": "6.10.5"}),
+        ({"sys/module/nvidia/version": ""}, {}),
+        ({}, {}),
+    ],
+)
+def test_driver_versions_from_sysfs_and_proc(
+    tmp_path: Path, files: dict[str, str], drivers: dict[str, str]
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    report = devices.report(environ={"KAIC_AGENT_ROOT": str(tmp_path)}, read_nvml=no_nvml)
+    assert report["drivers"] == drivers
