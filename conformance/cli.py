@@ -24,6 +24,7 @@ from conformance.settings import (
     ACCELERATORS,
     ALLOCATION_MODES,
     DEFAULT_PROFILE,
+    OPERATORS,
     settings_from,
 )
 
@@ -73,6 +74,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--accelerator", choices=ACCELERATORS, default="auto")
     parser.add_argument("--allocation-mode", choices=ALLOCATION_MODES, default="auto")
+    parser.add_argument(
+        "--operator", action="append", default=[], choices=OPERATORS, metavar="NAME",
+        help=f"operator to verify for robust_controller ({', '.join(OPERATORS)}; repeatable; "
+        "default: every one installed)",
+    )  # fmt: skip
     parser.add_argument(
         "--timeout-scale",
         type=_positive,

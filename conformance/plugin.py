@@ -37,6 +37,7 @@ from conformance.settings import (
     ACCELERATORS,
     ALLOCATION_MODES,
     DEFAULT_PROFILE,
+    OPERATORS,
     Settings,
     settings_from,
 )
@@ -106,6 +107,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=ALLOCATION_MODES,
         default="auto",
         help="how pods get accelerators (default: DRA if devices are published, else the plugin)",
+    )
+    group.addoption(
+        "--operator",
+        action="append",
+        default=[],
+        choices=OPERATORS,
+        help="operator to verify for robust_controller (repeatable; default: detect)",
     )
     group.addoption(
         "--timeout-scale",

@@ -57,6 +57,8 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
         args.append("--in-cluster")
     if settings.keep_on_failure:
         args.append("--keep-on-failure")
+    for operator in settings.operators:
+        args += ["--operator", operator]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

@@ -13,6 +13,8 @@ AllocationMode = Literal["auto", "dra", "device-plugin"]
 ACCELERATORS: tuple[Accelerator, ...] = ("auto", "nvidia", "amd", "example")
 ALLOCATION_MODES: tuple[AllocationMode, ...] = ("auto", "dra", "device-plugin")
 DEFAULT_PROFILE = "cncf-ai-v1.35"
+# Operators kaic knows how to verify (conformance/checks/_operators.py); none named = detect.
+OPERATORS = ("lws", "kueue", "kuberay", "kubeflow-trainer")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Settings:
     skips: tuple[str, ...] = ()
     accelerator: Accelerator = "auto"
     allocation_mode: AllocationMode = "auto"
+    operators: tuple[str, ...] = ()
     keep_on_failure: bool = False
     output: Path | None = None
 
@@ -43,6 +46,7 @@ def settings_from(options: Any, run_id: str) -> Settings:
         skips=tuple(options.skip),
         accelerator=options.accelerator,
         allocation_mode=options.allocation_mode,
+        operators=tuple(dict.fromkeys(getattr(options, "operator", None) or ())),
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

@@ -115,6 +115,14 @@ class Cluster:
         )
         return dict(out.to_dict())
 
+    def dry_run_create(self, manifest: Mapping[str, Any]) -> Obj:
+        """Create with dryRun=All: admission (webhooks included) runs, nothing is stored."""
+        body = copy.deepcopy(dict(manifest))
+        res = self.resource(body["apiVersion"], body["kind"])
+        namespace = body["metadata"].get("namespace") if res.namespaced else None
+        out = res.create(body=body, namespace=namespace, dry_run="All")
+        return dict(out.to_dict())
+
     def get(self, ref: ObjectRef) -> Obj | None:
         try:
             out = self.resource(ref.api_version, ref.kind).get(

@@ -33,7 +33,26 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         MANAGE,
         "dra.* and secure_access.* claim devices",
     ),
-    ("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list"], "CRDs present"),
+    (
+        "apiextensions.k8s.io",
+        ["customresourcedefinitions"],
+        ["get", "list"],
+        "operator.*: the operators' CRDs present and Established",
+    ),
+    ("", ["services"], ["get", "list"], "operator.*: the Services webhooks call"),
+    (
+        "discovery.k8s.io",
+        ["endpointslices"],
+        ["get", "list"],
+        "operator.*: a webhook Service has ready endpoints",
+    ),
+    ("apps", ["deployments"], ["get", "list"], "operator.*: the controller is Available"),
+    (
+        "admissionregistration.k8s.io",
+        ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+        ["get", "list"],
+        "operator.*: each webhook has a CA bundle and a backend",
+    ),
     (
         "kueue.x-k8s.io",
         ["resourceflavors", "clusterqueues", "localqueues"],
@@ -41,7 +60,12 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         "kueue.* and gang.* create a private flavor and queues",
     ),
     ("kueue.x-k8s.io", ["workloads"], READ, "admission of Kueue workloads"),
-    ("leaderworkerset.x-k8s.io", ["leaderworkersets"], MANAGE, "lws.* groups"),
+    (
+        "leaderworkerset.x-k8s.io",
+        ["leaderworkersets"],
+        MANAGE,
+        "lws.* groups; operator.* (lws) valid and invalid LeaderWorkerSets",
+    ),
 ]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.conftest import MakeSandbox
 from tests.integration.test_accelerator_checks import run, statuses
+from tests.integration.test_sandbox_faults import BREAKS as FAULTY
 
 pytestmark = pytest.mark.sandbox
 
@@ -98,3 +99,57 @@ def test_without_kueue_no_gang_scheduler(sandbox_factory: MakeSandbox, tmp_path:
     box = sandbox_factory(without=["kueue"])
     checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(GANG, "failed")
+
+
+OPERATOR = [
+    "operator.crds-established", "operator.controller-ready", "operator.webhooks-ready",
+    "operator.invalid-rejected", "operator.valid-reconciled",
+]  # fmt: skip
+
+
+def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "operator.*")
+    assert statuses(checks) == {
+        **dict.fromkeys(OPERATOR, "passed"),
+        # the sandbox runs its controllers as processes: no Deployment to look at
+        "operator.controller-ready": "skipped",
+    }
+    assert "runs outside the cluster" in checks["operator.controller-ready"]["message"]
+    assert set(checks["operator.crds-established"]["evidence"]["observed"]["crds"]) == {
+        "lws", "kueue",
+    }  # fmt: skip
+    refused = checks["operator.invalid-rejected"]["evidence"]["observed"]
+    assert (
+        'admission webhook "vleaderworkerset.kb.io" denied the request' in refused["lws"]["message"]
+    )
+    assert 'admission webhook "vresourceflavor.kb.io" denied' in refused["kueue"]["message"]
+    reconciled = checks["operator.valid-reconciled"]["evidence"]["observed"]["reconciled"]
+    assert "Available=True" in reconciled["lws"]["progress"]
+    assert "Active=True" in reconciled["kueue"]["progress"]
+
+
+def test_an_operator_whose_webhook_is_down_fails(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(breaks=list(FAULTY))
+    checks = run(box, tmp_path, "--check", "operator.*", "--operator", "lws")
+    assert checks["operator.crds-established"]["status"] == "passed"
+    for check_id in ("operator.invalid-rejected", "operator.valid-reconciled"):
+        assert checks[check_id]["status"] == "failed", check_id
+        assert 'failed calling webhook "mleaderworkerset.kb.io"' in checks[check_id]["message"]
+    assert "lws: its webhook does not answer" in checks["operator.invalid-rejected"]["message"]
+    assert "a valid LeaderWorkerSet (lws)" in checks["operator.valid-reconciled"]["message"]
+
+
+def test_operators_that_are_not_installed(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
+    box = sandbox_factory(without=["kueue", "lws"])
+    named = run(box, tmp_path / "named", "--check", "operator.*", "--operator", "lws")
+    assert statuses(named) == dict.fromkeys(OPERATOR, "failed")
+    for check in named.values():
+        assert (
+            "missing: CustomResourceDefinition/leaderworkersets.leaderworkerset.x-k8s.io"
+            in (check["message"])
+        )
+    detected = run(box, tmp_path / "auto", "--check", "operator.*")
+    assert statuses(detected) == dict.fromkeys(OPERATOR, "skipped")
+    assert "name yours with --operator" in detected["operator.crds-established"]["message"]

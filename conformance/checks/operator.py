@@ -1,0 +1,281 @@
+"""Robust controllers: an AI operator's CRDs are established, its controller runs, its webhooks
+are wired and answer, an invalid custom resource is refused with a message and a valid one is
+reconciled. Per operator named by --operator, or every known one installed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
+
+from conformance.checks._operators import (
+    Obj,
+    Operator,
+    crds_by_name,
+    operators_to_verify,
+    require_installed,
+    webhook_configurations,
+)
+from conformance.checks.registry import check
+from conformance.cluster import Cluster
+from conformance.evidence import Evidence
+from conformance.failures import fail
+from conformance.fixtures import Kube
+from conformance.settings import Settings
+
+RECONCILE_TIMEOUT_S = 120
+
+
+def _condition(obj: Obj, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])  # fmt: skip
+
+
+def _api_message(exc: Exception) -> str:
+    body = getattr(exc, "body", None) or ""
+    try:
+        return str(json.loads(body).get("message", body))
+    except (ValueError, AttributeError, TypeError):
+        return str(body or exc)
+
+
+@check("operator.crds-established", requirements=["robust_controller"])
+def test_crds_established(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
+    """Every CRD of the operator exists and is Established with its names accepted."""
+    crds = crds_by_name(cluster)
+    problems = []
+    seen: dict[str, dict[str, list[str]]] = {}
+    for op in operators_to_verify(cluster, kaic_settings):
+        require_installed(crds, op)  # detected ones may lack some of their CRDs
+        seen[op.name] = {}
+        for name in op.crds:
+            crd = crds[name]
+            seen[op.name][name] = [v["name"] for v in crd["spec"]["versions"] if v.get("served")]
+            for cond in ("Established", "NamesAccepted"):
+                if not _condition(crd, cond):
+                    problems.append(f"CustomResourceDefinition/{name} ({op.name}) is not {cond}")
+    evidence.observe("crds", seen)
+    if problems:
+        fail(
+            expected="the operators' CRDs to be Established with their names accepted",
+            observed="; ".join(problems),
+            next_step="kubectl get crd <name> -o yaml: the conditions say why",
+        )
+
+
+def _service_pods(cluster: Cluster, service: Obj) -> list[Obj]:
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if not selector:
+        return []
+    return cluster.list_objects(
+        "v1", "Pod", namespace=service["metadata"]["namespace"],
+        label_selector=",".join(f"{k}={v}" for k, v in selector.items()),
+    )  # fmt: skip
+
+
+def _service(cluster: Cluster, ref: Obj) -> Obj | None:
+    found = cluster.list_objects(
+        "v1", "Service", namespace=ref["namespace"], field_selector=f"metadata.name={ref['name']}"
+    )
+    return found[0] if found else None
+
+
+def _webhook_services(cluster: Cluster, op: Operator) -> tuple[list[Obj], list[str]]:
+    """(Services the operator's webhooks call, URLs they call instead)."""
+    services: dict[tuple[str, str], Obj] = {}
+    urls: list[str] = []
+    for config in webhook_configurations(cluster, op):
+        for hook in config.get("webhooks") or []:
+            client = hook.get("clientConfig") or {}
+            if client.get("url"):
+                urls.append(client["url"])
+            elif client.get("service"):
+                ref = client["service"]
+                found = _service(cluster, ref)
+                if found:
+                    services[(ref["namespace"], ref["name"])] = found
+    return list(services.values()), sorted(set(urls))
+
+
+@check("operator.controller-ready", requirements=["robust_controller"])
+def test_controller_ready(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
+    """The operator's controller runs: its Deployment is Available, or the pods behind its
+    webhook Service are Ready."""
+    problems, skipped = [], []
+    checked = 0
+    for op in operators_to_verify(cluster, kaic_settings):
+        checked += 1
+        deployments = [d for d in cluster.list_objects("apps/v1", "Deployment")
+                       if d["metadata"]["name"] in op.deployments]  # fmt: skip
+        services, urls = _webhook_services(cluster, op)
+        if deployments:
+            for dep in deployments:
+                ref = f"Deployment/{dep['metadata']['namespace']}/{dep['metadata']['name']}"
+                status = dep.get("status") or {}
+                ready, wanted = status.get("readyReplicas", 0), dep["spec"].get("replicas", 1)
+                evidence.observe(op.name, {ref: f"{ready}/{wanted} ready"})
+                if not _condition(dep, "Available") or ready < max(wanted, 1):
+                    problems.append(f"{ref} ({op.name}): {ready}/{wanted} ready, "
+                                    f"Available={_condition(dep, 'Available')}")  # fmt: skip
+        elif services:
+            pods = [p for s in services for p in _service_pods(cluster, s)]
+            ready = [p for p in pods if _condition(p, "Ready")]
+            evidence.observe(op.name, {"pods": [p["metadata"]["name"] for p in pods],
+                                       "ready": len(ready)})  # fmt: skip
+            if not ready:
+                names = ", ".join(f"Service/{s['metadata']['namespace']}/{s['metadata']['name']}"
+                                  for s in services)  # fmt: skip
+                problems.append(f"no Ready pod behind {names} ({op.name})")
+        elif urls:
+            checked -= 1
+            servers = sorted({u.split("/", 3)[2] for u in urls if u.count("/") >= 2})
+            skipped.append(
+                f"{op.name}: its controller runs outside the cluster (webhooks served at "
+                f"{', '.join(servers)}); operator.valid-reconciled shows it works"
+            )
+        else:
+            problems.append(
+                f"{op.name}: no Deployment named {' or '.join(op.deployments)} and "
+                "no webhook Service to find its controller by"
+            )
+    evidence.observe("outside_the_cluster", skipped)
+    if problems:
+        fail(
+            expected="each operator's controller to be running and Ready",
+            observed="; ".join(problems),
+            next_step="kubectl describe the Deployment and its pods; check the controller logs",
+        )
+    if skipped and not checked:
+        pytest.skip("; ".join(skipped))
+
+
+def _endpoints_ready(cluster: Cluster, service: Obj) -> int:
+    slices = cluster.list_objects(
+        "discovery.k8s.io/v1", "EndpointSlice", namespace=service["metadata"]["namespace"],
+        label_selector=f"kubernetes.io/service-name={service['metadata']['name']}",
+    )  # fmt: skip
+    return sum(1 for s in slices for e in s.get("endpoints") or []
+               if (e.get("conditions") or {}).get("ready"))  # fmt: skip
+
+
+@check("operator.webhooks-ready", requirements=["robust_controller"])
+def test_webhooks_ready(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
+    """Every webhook of the operator has a CA bundle, and a Service with ready endpoints when it
+    calls one."""
+    problems = []
+    for op in operators_to_verify(cluster, kaic_settings):
+        hooks = {}
+        for config in webhook_configurations(cluster, op):
+            ref = f"{config['kind']}/{config['metadata']['name']}"
+            for hook in config.get("webhooks") or []:
+                client = hook.get("clientConfig") or {}
+                where = client.get("url") or "service {namespace}/{name}".format(
+                    **client.get("service", {"namespace": "?", "name": "?"})
+                )
+                hooks[hook["name"]] = {"calls": where, "failurePolicy": hook.get("failurePolicy")}
+                if not client.get("caBundle"):
+                    problems.append(f"{ref} webhook {hook['name']} has no caBundle")
+                if client.get("service"):
+                    svc = client["service"]
+                    found = _service(cluster, svc)
+                    if found is None:
+                        problems.append(f"{ref} webhook {hook['name']} calls missing "
+                                        f"Service/{svc['namespace']}/{svc['name']}")  # fmt: skip
+                    elif not _endpoints_ready(cluster, found):
+                        problems.append(f"{ref} webhook {hook['name']}: "
+                                        f"Service/{svc['namespace']}/{svc['name']} has no ready "
+                                        "endpoint")  # fmt: skip
+        evidence.observe(op.name, hooks or "no webhooks")
+    if problems:
+        fail(
+            expected="each operator webhook to have a CA bundle and a serving backend",
+            observed="; ".join(problems),
+            next_step="check cert-manager / the operator's cert rotation, and its pods",
+        )
+
+
+@check("operator.invalid-rejected", requirements=["robust_controller"])
+def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A custom resource the operator must refuse is refused with a message (dry run: nothing
+    is stored)."""
+    problems, unknown = [], []
+    checked = 0
+    for op in operators_to_verify(kube.cluster, kaic_settings):
+        if op.invalid is None:
+            unknown.append(op.name)
+            continue
+        checked += 1
+        body = op.invalid(kube.cluster, kube.namespace)
+        if kube.cluster.resource(body["apiVersion"], body["kind"]).namespaced:
+            body["metadata"]["namespace"] = kube.namespace
+        what = f"{body['kind']} {op.invalid_why}"
+        try:
+            kube.cluster.dry_run_create(body)
+        except (ApiException, DynamicApiError) as exc:
+            message = _api_message(exc)
+            evidence.observe(op.name, {"submitted": what, "status": exc.status,
+                                       "message": message})  # fmt: skip
+            if "failed calling webhook" in message:
+                problems.append(f"{op.name}: its webhook does not answer: {message}")
+            elif exc.status not in (400, 403, 422):
+                problems.append(f"{op.name}: {what} met HTTP {exc.status}: {message}")
+            continue
+        problems.append(f"{op.name}: {what} was accepted")
+    evidence.observe("no_invalid_object_known", unknown)
+    if problems:
+        fail(
+            expected="each operator to refuse an invalid custom resource with a message",
+            observed="; ".join(problems),
+            next_step="check the operator's validating webhook configuration and its server",
+        )
+    if not checked:
+        pytest.skip(f"kaic knows no invalid object for {', '.join(unknown)}")
+
+
+@check("operator.valid-reconciled", requirements=["robust_controller"])
+def test_valid_reconciled(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A valid custom resource is admitted and the controller moves its status forward."""
+    unknown = []
+    reconciled = {}
+    for op in operators_to_verify(kube.cluster, kaic_settings):
+        if op.valid is None:
+            unknown.append(op.name)
+            continue
+        objects = op.valid.build(kube.cluster, kube.namespace)
+        start = time.monotonic()
+        for body in objects:
+            try:
+                kube.apply(body)
+            except (ApiException, DynamicApiError) as exc:
+                fail(
+                    expected=f"a valid {body['kind']} ({op.name}) to be admitted",
+                    observed=f"refused: {_api_message(exc)}",
+                    next_step=f"the {op.name} webhooks or API are unavailable; see "
+                    "operator.webhooks-ready",
+                )
+        last, done = objects[-1], op.valid.done
+
+        def progressed(found: list[Obj], done: Callable[[Obj], str | None] = done) -> Obj | None:
+            return found[0] if found and done(found[0]) else None
+
+        stored = kube.cluster.wait_for(
+            last["apiVersion"], last["kind"], progressed,
+            awaiting=f"{op.name} to reconcile {last['kind']} {last['metadata']['name']}: "
+            f"{op.valid.awaiting}",
+            timeout_s=RECONCILE_TIMEOUT_S, name=last["metadata"]["name"],
+            namespace=kube.namespace if kube.cluster.resource(
+                last["apiVersion"], last["kind"]).namespaced else None,
+        )  # fmt: skip
+        reconciled[op.name] = {
+            "object": f"{last['kind']}/{last['metadata']['name']}",
+            "progress": done(stored),
+            "seconds": round(time.monotonic() - start, 1),
+        }
+    evidence.observe("reconciled", reconciled)
+    evidence.observe("no_valid_object_known", unknown)
+    if not reconciled:
+        pytest.skip(f"kaic knows no valid object to reconcile for {', '.join(unknown)}")
