@@ -107,11 +107,22 @@ def wait_until(
     raise KaicError(f"sandbox: {what} not ready after {timeout_s:.0f}s: {_tail(log)} (log: {log})")
 
 
+INOTIFY_HINT = (
+    "too many open files: the host's inotify instances are used up"
+    " (fs.inotify.max_user_instances, each sandbox takes about 14); stop other sandboxes"
+    " (kaic sandbox down) or raise the limit (sysctl -w fs.inotify.max_user_instances=512)"
+)
+
+
 def _tail(log: Path) -> str:
     try:
         lines = log.read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
+    # Controllers watch their certificates with inotify; the per-user instance limit is shared by
+    # every sandbox on the host, and the error says only "too many open files".
+    if any("too many open files" in line for line in lines):
+        return INOTIFY_HINT
     # A Go crash ends with a goroutine dump: its first line ("panic: …", "fatal error: …") says
     # why; otherwise the last line does.
     for line in lines:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import pytest
 
@@ -15,23 +14,29 @@ MakeSandbox = Callable[..., sbx.Sandbox]
 
 @pytest.fixture(scope="session")
 def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeSandbox]:
-    """Start a sandbox with components left out / faults; one per combination, shared."""
-    started: list[Path] = []
+    """Start a sandbox with components left out / faults; one per combination, shared.
+
+    The default sandbox lives for the whole session; of the faulted ones only the latest is kept
+    (tests ask for them one at a time). Keeping them all would exhaust the host's inotify
+    instances (`fs.inotify.max_user_instances`, 128 by default), which every controller needs.
+    """
     boxes: dict[tuple[tuple[str, ...], tuple[str, ...]], sbx.Sandbox] = {}
+    default: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     def make(without: Sequence[str] = (), breaks: Sequence[str] = ()) -> sbx.Sandbox:
         key = (tuple(sorted(without)), tuple(sorted(breaks)))
         if key not in boxes:
+            for other in [k for k in boxes if k != default]:
+                sbx.down(boxes.pop(other).directory)
             directory = tmp_path_factory.mktemp("-".join(["sandbox", *key[0], *key[1]]))
-            started.append(directory)
-            boxes[key] = sbx.up(directory, without, breaks)
+            boxes[key] = sbx.up(directory, without, breaks)  # stops what it started if it fails
         return boxes[key]
 
     try:
         yield make
     finally:
-        for directory in started:
-            sbx.down(directory)
+        for box in boxes.values():
+            sbx.down(box.directory)
 
 
 @pytest.fixture(scope="session")

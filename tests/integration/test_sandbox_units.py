@@ -11,7 +11,7 @@ import pytest
 from conformance import sandbox as sbx
 from conformance.errors import KaicError
 from conformance.probes import is_probe_image
-from conformance.sandbox import controllers, lifecycle, topology
+from conformance.sandbox import controllers, lifecycle, processes, topology
 from conformance.sandbox.probe_runtime import container_port, expand
 
 
@@ -135,3 +135,23 @@ def test_webhooks_keep_the_upstream_selectors() -> None:
             "leaderworkerset.sigs.k8s.io/name"
         )
         assert hook["clientConfig"]["url"].startswith("https://127.0.0.1:1/")
+
+
+@pytest.mark.parametrize(
+    ("log", "expected"),
+    [
+        ("starting\npanic: boom\ngoroutine 1\n\tproc.go:290\n", "panic: boom"),
+        ("a\nlast words\n", "last words"),
+        (
+            '{"msg":"problem running manager","error":"too many open files"}\n\tproc.go:290\n',
+            "fs.inotify.max_user_instances",
+        ),
+    ],
+)
+def test_a_process_that_exits_is_explained_by_its_log(
+    tmp_path: Path, log: str, expected: str
+) -> None:
+    path = tmp_path / "c.log"
+    path.write_text(log)
+    with pytest.raises(KaicError, match=re.escape(expected)):
+        processes.wait_until("c", lambda: False, pid=2**22 + 1, log=path, timeout_s=5)
