@@ -1,8 +1,9 @@
 """`python -m conformance.agent COMMAND`: the probe agent's entry point.
 
-Commands print one JSON document, then may keep running (`--hold`) so that the pod keeps its
-devices or its place in a group; `--fail-after` makes the process exit non-zero after a while,
-to show what the platform does when a container fails.
+`serve` runs a model server (see `serve.py`). The other commands print one JSON document, then
+may keep running (`--hold`) so that the pod keeps its devices or its place in a group;
+`--fail-after` makes the process exit non-zero after a while, to show what the platform does when
+a container fails.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from conformance.agent import devices
+from conformance.agent import devices, serve
 
 
 def _lifetime(cmd: argparse.ArgumentParser) -> None:
@@ -47,7 +48,27 @@ def main(argv: list[str] | None = None) -> int:
     env = sub.add_parser("env", help="environment variables with the given prefixes")
     env.add_argument("prefixes", nargs="+", metavar="PREFIX")
     _lifetime(env)
+    serving = sub.add_parser("serve", help="an OpenAI-style model server with vLLM metrics")
+    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument(
+        "--host",
+        default=os.environ.get("POD_IP") or "0.0.0.0",
+        help="address to listen on (default: $POD_IP, else every address)",
+    )
+    serving.add_argument("--model", default="kaic-probe", help="the model name it serves")
+    serving.add_argument("--role", choices=["", "prefill", "decode"], default="",
+                         help="its role in disaggregated serving")  # fmt: skip
+    serving.add_argument("--queue-depth", type=int, default=0,
+                         help="report this many waiting requests")  # fmt: skip
+    serving.add_argument("--kv-cache-usage", type=float, default=0.0,
+                         help="report this KV-cache usage (0..1)")  # fmt: skip
+    serving.add_argument("--latency-ms", type=float, default=0.0,
+                         help="take this long per request")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        control = {"queue_depth": args.queue_depth, "kv_cache_usage": args.kv_cache_usage,
+                   "latency_ms": args.latency_ms}  # fmt: skip
+        return serve.serve(args.model, args.host, args.port, args.role, control)
     report = devices.report() if args.command == "devices" else env_report(args.prefixes)
     json.dump(report, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
