@@ -80,6 +80,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "default: every one installed)",
     )  # fmt: skip
     parser.add_argument(
+        "--prometheus-url", metavar="URL",
+        help="the platform's Prometheus (default: found among the cluster's Services and "
+        "queried through the API server's proxy)",
+    )  # fmt: skip
+    parser.add_argument(
         "--timeout-scale",
         type=_positive,
         default=1.0,

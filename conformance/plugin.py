@@ -116,6 +116,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="operator to verify for robust_controller (repeatable; default: detect)",
     )
     group.addoption(
+        "--prometheus-url",
+        default=None,
+        help="the platform's Prometheus (default: found among the cluster's Services)",
+    )
+    group.addoption(
         "--timeout-scale",
         type=_positive_float,
         default=1.0,

@@ -59,6 +59,8 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
         args.append("--keep-on-failure")
     for operator in settings.operators:
         args += ["--operator", operator]
+    if settings.prometheus_url:
+        args += ["--prometheus-url", settings.prometheus_url]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

@@ -27,6 +27,7 @@ class Settings:
     accelerator: Accelerator = "auto"
     allocation_mode: AllocationMode = "auto"
     operators: tuple[str, ...] = ()
+    prometheus_url: str = ""
     keep_on_failure: bool = False
     output: Path | None = None
 
@@ -47,6 +48,7 @@ def settings_from(options: Any, run_id: str) -> Settings:
         accelerator=options.accelerator,
         allocation_mode=options.allocation_mode,
         operators=tuple(dict.fromkeys(getattr(options, "operator", None) or ())),
+        prometheus_url=getattr(options, "prometheus_url", None) or "",
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

@@ -1,6 +1,6 @@
 """A thin layer over the official `kubernetes` client: connect, discover, apply, wait, clean up."""
 
-from conformance.cluster.client import Cluster, ObjectRef
+from conformance.cluster.client import Cluster, HttpReply, ObjectRef, ProxyTarget
 from conformance.cluster.connect import ConnectOptions, connect, kubeconfig_configured
 from conformance.cluster.labels import MANAGED_BY, RUN_ID, kaic_labels
 from conformance.cluster.wait import WaitTimeout
@@ -10,7 +10,9 @@ __all__ = [
     "RUN_ID",
     "Cluster",
     "ConnectOptions",
+    "HttpReply",
     "ObjectRef",
+    "ProxyTarget",
     "WaitTimeout",
     "connect",
     "kaic_labels",

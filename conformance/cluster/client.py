@@ -39,6 +39,30 @@ class ObjectRef:
         return f"{self.kind}/{where}{self.name}"
 
 
+@dataclass(frozen=True)
+class ProxyTarget:
+    """A pod or Service port the API server proxies to (`kind` is `pods` or `services`)."""
+
+    kind: str
+    namespace: str
+    name: str
+    port: int | str
+
+    def __str__(self) -> str:
+        kind = "Pod" if self.kind == "pods" else "Service"
+        return f"{kind}/{self.namespace}/{self.name}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
 class Cluster:
     def __init__(
         self,
@@ -87,6 +111,36 @@ class Cluster:
             return json.loads(text)
         except ValueError:
             return text
+
+    def proxy(
+        self,
+        method: str,
+        target: ProxyTarget,
+        path: str,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30,
+    ) -> HttpReply:
+        """An HTTP request to a pod or Service through the API server's proxy: how the suite
+        reaches workloads from outside the cluster network. Any status is returned, not raised."""
+        resource = (
+            f"/api/v1/namespaces/{target.namespace}/{target.kind}/{target.name}:{target.port}"
+        )
+        header_params = {"Accept": "*/*", **(headers or {})}
+        if body is not None:
+            header_params.setdefault("Content-Type", "application/json")
+        request = self.api.param_serialize(
+            method, f"{resource}/proxy/{path.lstrip('/')}", header_params=header_params,
+            body=body, auth_settings=["BearerToken"],
+        )  # fmt: skip
+        response: Any = self.api.call_api(*request, _request_timeout=timeout)
+        response.read()
+        return HttpReply(
+            int(response.status),
+            {k.lower(): v for k, v in (response.getheaders() or {}).items()},
+            response.data.decode("utf-8", errors="replace"),
+        )
 
     def resource(self, api_version: str, kind: str) -> Any:
         """The dynamic resource; raises ResourceNotFoundError if the server does not serve it."""

@@ -106,3 +106,23 @@ def describe(obj: Obj) -> str:
 def describe_all(objects: Iterable[Obj]) -> str:
     described = [describe(o) for o in objects]
     return "; ".join(described[:10]) + (" ..." if len(described) > 10 else "") or "no objects"
+
+
+def poll_until(
+    probe: Callable[[], tuple[T | None, str]],
+    *,
+    awaiting: str,
+    timeout_s: float,
+    interval_s: float = 1.0,
+) -> T:
+    """For what has no watch (a monitoring system's API): call `probe` until it returns a
+    result; it also returns a description of what it saw, which the timeout reports."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result, seen = probe()
+        if result:
+            return result
+        if time.monotonic() + interval_s > deadline:
+            raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
+                              f"last seen: {seen}")  # fmt: skip
+        time.sleep(interval_s)

@@ -39,7 +39,26 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["get", "list"],
         "operator.*: the operators' CRDs present and Established",
     ),
-    ("", ["services"], ["get", "list"], "operator.*: the Services webhooks call"),
+    (
+        "",
+        ["services"],
+        ["get", "list"],
+        "operator.*: the Services webhooks call; ai-service-metrics.*: finding Prometheus",
+    ),
+    ("", ["pods/proxy"], ["get", "create"], "ai-service-metrics.*: requests to the model server"),
+    ("", ["services/proxy"], ["get"], "ai-service-metrics.*: Prometheus queries"),
+    (
+        "monitoring.coreos.com",
+        ["podmonitors"],
+        MANAGE,
+        "ai-service-metrics.*: where the Prometheus operator runs, a PodMonitor for the server",
+    ),
+    (
+        "monitoring.coreos.com",
+        ["prometheuses"],
+        ["get", "list"],
+        "ai-service-metrics.*: which PodMonitors each Prometheus selects",
+    ),
     (
         "discovery.k8s.io",
         ["endpointslices"],

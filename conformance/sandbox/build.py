@@ -34,12 +34,16 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class GoBuild:
-    """One `go build` in one wrapper module of fixtures/sandbox/components."""
+    """One `go build` in one wrapper module of fixtures/sandbox/components, cached on its own
+    (keyed by that module's pins), so that changing one component rebuilds only that one."""
 
     module_dir: str
     packages: tuple[str, ...]
     binaries: tuple[str, ...]
     flags: tuple[str, ...]
+    # folders of a module's source copied into data/<module_dir>/, so `up` needs no Go toolchain
+    data_module: str = ""
+    data: tuple[str, ...] = ()
 
 
 BUILDS = (
@@ -53,19 +57,20 @@ BUILDS = (
         ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
         ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS),
     ),
-    GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w")),
-    GoBuild("kueue", ("sigs.k8s.io/kueue/cmd/kueue",), ("kueue",), ("-ldflags", "-s -w")),
-    GoBuild("lws", ("sigs.k8s.io/lws/cmd",), ("lws",), ("-ldflags", "-s -w")),
-)
+    GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w"),
+            KWOK_MODULE, ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
+                          "kustomize/stage/pod/fast", "kustomize/crd/bases")),
+    GoBuild("kueue", ("sigs.k8s.io/kueue/cmd/kueue",), ("kueue",), ("-ldflags", "-s -w"),
+            "sigs.k8s.io/kueue", ("config/components/crd/bases", "config/components/webhook")),
+    GoBuild("lws", ("sigs.k8s.io/lws/cmd",), ("lws",), ("-ldflags", "-s -w"),
+            "sigs.k8s.io/lws", ("config/crd/bases", "config/webhook")),
+    # Debian's Prometheus package is built without Kubernetes service discovery; this one has
+    # only that one (the upstream build tags for a slim build).
+    GoBuild("prometheus", ("github.com/prometheus/prometheus/cmd/prometheus",), ("prometheus",),
+            ("-tags=remove_all_sd,enable_kubernetes_sd", "-ldflags",
+             "-s -w -X github.com/prometheus/common/version.Version=3.16.0")),
+)  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
-# Data files copied from module sources into the cache, so `up` needs no Go toolchain.
-MODULE_DATA = {
-    "kwok": (KWOK_MODULE, ["kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
-                            "kustomize/stage/pod/fast", "kustomize/crd/bases"]),
-    "kueue": ("sigs.k8s.io/kueue", ["config/components/crd/bases",
-                                    "config/components/webhook"]),
-    "lws": ("sigs.k8s.io/lws", ["config/crd/bases", "config/webhook"]),
-}  # fmt: skip
 READY_MARKER = ".complete"
 
 
@@ -77,18 +82,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("KAIC_CACHE_DIR", "~/.cache/kaic")).expanduser() / "sandbox"
 
 
-def cache_key() -> str:
-    """Hash of every pin (go.mod, go.sum, Go sources) and of the build flags."""
+def part_key(step: GoBuild) -> str:
+    """Hash of one component's pins (its wrapper module's go.mod, go.sum, Go files) and build."""
     digest = hashlib.sha256()
-    root = components_dir()
+    root = components_dir() / step.module_dir
     for path in sorted(root.rglob("*")):
         if path.is_file() and (path.suffix in (".go", ".mod", ".sum")):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())
-    for build in BUILDS:
-        digest.update(repr(build).encode())
-    digest.update(repr(MODULE_DATA).encode())
+    digest.update(repr(step).encode())
     return digest.hexdigest()[:16]
+
+
+def part_dir(step: GoBuild) -> Path:
+    return cache_root() / "parts" / f"{step.module_dir}-{part_key(step)}"
+
+
+def cache_key() -> str:
+    """Hash of every component's key: names the assembled set the sandbox runs from."""
+    return hashlib.sha256(" ".join(part_key(s) for s in BUILDS).encode()).hexdigest()[:16]
 
 
 def cache_dir() -> Path:
@@ -132,43 +144,58 @@ def _module_dir(go: str, component: str, module: str) -> Path:
 
 
 def build(progress: Progress = lambda _: None) -> Path:
-    """Build every component (or reuse the cache); return the cache directory."""
+    """Build every component (or reuse the cache); return the cache directory: `bin/` and
+    `data/<component>/`, linking to each component's own cached build."""
     done = built()
     if done is not None:
         progress(f"sandbox components already built in {done}")
         return done
+    started = time.monotonic()
     go = _go()
+    parts = {step: _build_part(go, step, progress) for step in BUILDS}
     target = cache_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    (work / "bin").mkdir()
+    (work / "data").mkdir()
+    for step, part in parts.items():
+        for binary in step.binaries:
+            (work / "bin" / binary).symlink_to(part / "bin" / binary)
+        if step.data:
+            (work / "data" / step.module_dir).symlink_to(part / "data" / step.module_dir)
+    (work / READY_MARKER).write_text(f"assembled in {time.monotonic() - started:.0f}s\n")
+    if target.exists():
+        shutil.rmtree(target)
+    work.rename(target)
+    progress(f"sandbox components ready in {time.monotonic() - started:.0f}s in {target}")
+    return target
+
+
+def _build_part(go: str, step: GoBuild, progress: Progress) -> Path:
+    target = part_dir(step)
+    if (target / READY_MARKER).exists():
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     (work / "bin").mkdir()
     log = work / "build.log"
     started = time.monotonic()
-    for step in BUILDS:
-        t0 = time.monotonic()
-        progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
-        _run([go, "mod", "download"], components_dir() / step.module_dir, log)
-        out = (
-            str(work / "bin" / step.binaries[0])
-            if len(step.binaries) == 1
-            else str(work / "bin") + "/"
-        )
-        _run(
-            [go, "build", *step.flags, "-o", out, *step.packages],
-            components_dir() / step.module_dir,
-            log,
-        )
-        progress(f"  done in {time.monotonic() - t0:.0f}s")
-    for component, (module, folders) in MODULE_DATA.items():
-        source = _module_dir(go, component, module)
-        for folder in folders:
-            shutil.copytree(source / folder, work / "data" / component / folder,
+    progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
+    module = components_dir() / step.module_dir
+    _run([go, "mod", "download"], module, log)
+    out = work / "bin" / step.binaries[0] if len(step.binaries) == 1 else work / "bin"
+    _run([go, "build", *step.flags, "-o", f"{out}/" if out.is_dir() else str(out),
+          *step.packages], module, log)  # fmt: skip
+    if step.data:
+        source = _module_dir(go, step.module_dir, step.data_module)
+        for folder in step.data:
+            shutil.copytree(source / folder, work / "data" / step.module_dir / folder,
                             dirs_exist_ok=True)  # fmt: skip
-    for path in (work / "data").rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
+        for path in (work / "data").rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
     (work / READY_MARKER).write_text(f"built in {time.monotonic() - started:.0f}s\n")
     if target.exists():
         shutil.rmtree(target)
     work.rename(target)
-    progress(f"sandbox components built in {time.monotonic() - started:.0f}s into {target}")
+    progress(f"  done in {time.monotonic() - started:.0f}s")
     return target

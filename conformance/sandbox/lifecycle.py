@@ -20,12 +20,12 @@ from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.resources import data_path
-from conformance.sandbox import controllers, netns, pki, processes, topology
+from conformance.sandbox import controllers, monitoring, netns, pki, processes, topology
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
-COMPONENTS = ("kueue", "lws", "dra-driver")
+COMPONENTS = ("kueue", "lws", "dra-driver", "prometheus")
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
     "device-plugin-no-devices",  # device-plugin nodes advertise GPUs; their pods see none
@@ -36,6 +36,7 @@ FAULTS = (
     "driver-version-mismatch",  # GPU hosts run another driver than their labels/slices say
     "driver-version-skew",  # the last GPU node of each kind runs (and says) another driver
     "time-slicing-no-replicas",  # labelled time-slicing, but each GPU advertised once
+    "prometheus-no-workload-scrape",  # Prometheus runs, but scrapes only itself
 )
 # The driver version the driver faults put on nodes (older than the topology's).
 OTHER_DRIVER = "535.183.1"
@@ -45,7 +46,8 @@ NODE_FAULTS = {
     "gpu-visible-without-request": ("device-plugin", "dra"),
 }
 # Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
-PROBE_IMAGE_PATTERN = "kaic-probe(:[^/@]*)?(@.*)?$"
+# And the sandbox's own components' images, `kaic-sandbox/<component>` (see probe_runtime.py).
+PROBE_IMAGE_PATTERN = "(kaic-probe|(^|/)kaic-sandbox/[a-z0-9-]+)(:[^/@]*)?(@.*)?$"
 STATE_FILE = "state.json"
 FIELD_MANAGER = "kaic-sandbox"
 Progress = Callable[[str], None]
@@ -212,6 +214,7 @@ def up(
         ca = _start_control_plane(box, bin_dir, pki_dir, logs, say, ports)
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
+        _start_monitoring(box, say)
     except BaseException:
         down(directory, remove=False)
         raise
@@ -419,6 +422,7 @@ def _start_nodes(
     box.pids["probe-runtime"] = processes.start("probe-runtime", [
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
         "--kubeconfig", str(box.component_kubeconfig), "--dir", str(box.directory),
+        "--bin-dir", str(bin_dir),
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     topo, loaded = topology.load()
@@ -445,6 +449,20 @@ def _start_nodes(
         "v1", "ServiceAccount", lambda objs: objs or None,
         awaiting="the default ServiceAccount", timeout_s=60, namespace="default",
     )  # fmt: skip
+
+
+def _start_monitoring(box: Sandbox, say: Progress) -> None:
+    if "prometheus" in box.without:
+        return
+    if box.netns is None:
+        say("Prometheus left out: the API server proxies to pod IPs only inside the sandbox's "
+            "own network namespace (root)")  # fmt: skip
+        return
+    say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")
+    _topo, nodes = topology.load()
+    node = next(n.name for n in nodes if n.kind not in topology.GPU_KINDS)
+    scrape = "prometheus-no-workload-scrape" not in box.breaks
+    monitoring.deploy(_admin(box), apply, box.directory, node, scrape_workloads=scrape)
 
 
 def node_specs(

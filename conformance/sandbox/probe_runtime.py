@@ -3,8 +3,10 @@
 KWOK simulates every pod's lifecycle without running anything. For pods of the kaic probe image
 that landed on a KWOK node, this process runs the container's command as a local process, with
 the pod's environment plus what the device layer would inject, writes its output as CRI logs
-that KWOK serves to `kubectl logs`, and sets the pod's phase from the exit code. Run as
-`python -m conformance.sandbox.probe_runtime --kubeconfig K --dir D`.
+that KWOK serves to `kubectl logs`, and sets the pod's phase from the exit code. The sandbox's own
+in-cluster components (Prometheus, the GPU exporter) run the same way, from images named
+`kaic-sandbox/<component>`: the container's args are given to the component's program. Run as
+`python -m conformance.sandbox.probe_runtime --kubeconfig K --dir D --bin-dir B`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ Obj = dict[str, Any]
 # Nodes carry `faults.kaic.dev/<fault>: "true"` for the device-layer faults they were started
 # with (`kaic sandbox up --break ...`); this runtime is what makes each fault real.
 FAULT_LABEL_PREFIX = "faults.kaic.dev/"
+SANDBOX_IMAGE_PREFIX = "kaic-sandbox/"
+# Python components the runtime can run as pods; anything else is a binary in --bin-dir.
+SANDBOX_MODULES = {"gpu-exporter": "conformance.sandbox.gpu_exporter"}
+
+
+def sandbox_component(image: str) -> str | None:
+    """`kaic-sandbox/prometheus:3.16.0` (any registry before it) -> `prometheus`."""
+    parts = image.split("@", 1)[0].split("/")
+    if len(parts) < 2 or parts[-2] != SANDBOX_IMAGE_PREFIX.rstrip("/"):
+        return None
+    name = parts[-1].split(":", 1)[0]
+    return name if re.fullmatch(r"[a-z0-9-]+", name) else None
+
+
+def runs(image: str) -> bool:
+    """Whether this runtime runs a container of `image` (KWOK only simulates the others)."""
+    return is_probe_image(image) or sandbox_component(image) is not None
 
 
 def has_fault(node: Obj, fault: str) -> bool:
@@ -83,9 +102,10 @@ class Running:
 
 
 class ProbeRuntime:
-    def __init__(self, cluster: Cluster, directory: Path) -> None:
+    def __init__(self, cluster: Cluster, directory: Path, bin_dir: Path | None = None) -> None:
         self.cluster = cluster
         self.directory = directory
+        self.bin_dir = bin_dir
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
         self.device_plugin_in_use: dict[str, set[int]] = {}  # node -> GPU indices handed out
@@ -191,6 +211,14 @@ class ProbeRuntime:
         return env
 
     def command(self, container: Obj) -> list[str]:
+        component = sandbox_component(container.get("image", ""))
+        if component is not None:
+            args = list(container.get("args") or [])
+            if component in SANDBOX_MODULES:
+                return [sys.executable, "-m", SANDBOX_MODULES[component], *args]
+            if self.bin_dir is None:
+                raise RuntimeError(f"no --bin-dir: cannot run the sandbox's {component}")
+            return [str(self.bin_dir / component), *args]
         cmd = list(container.get("command") or []) + list(container.get("args") or [])
         if not cmd:
             return [sys.executable, "-m", "conformance.agent"]
@@ -218,7 +246,7 @@ class ProbeRuntime:
         logs: list[Obj] = []
         supervisors = []
         for container in pod["spec"]["containers"]:
-            if not is_probe_image(container.get("image", "")):
+            if not runs(container.get("image", "")):
                 continue
             cdir = workdir / container["name"]
             cdir.mkdir(parents=True, exist_ok=True)
@@ -471,7 +499,7 @@ class ProbeRuntime:
     def finish(self, pod: Obj, run: Running, name: str, code: int) -> None:
         """Once every probe container has ended for good, the pod's phase says how."""
         probes = [c["name"] for c in pod["spec"]["containers"]
-                  if is_probe_image(c.get("image", ""))]  # fmt: skip
+                  if runs(c.get("image", ""))]  # fmt: skip
         with run.lock:
             run.terminated[name] = code
             if set(run.terminated) != set(probes):
@@ -532,7 +560,7 @@ class ProbeRuntime:
         if event_type == "DELETED" or meta.get("deletionTimestamp"):
             self.stop(prefix)
             return
-        if not any(is_probe_image(c.get("image", "")) for c in spec.get("containers") or []):
+        if not any(runs(c.get("image", "")) for c in spec.get("containers") or []):
             return
         if status.get("phase") == "Running" and status.get("podIP") and spec.get("nodeName"):
             self.start(pod)
@@ -615,9 +643,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--bin-dir", type=Path, help="the sandbox components' programs")
     args = parser.parse_args()
     cfg, context = load_configuration(ConnectOptions(kubeconfig=args.kubeconfig))
-    runtime = ProbeRuntime(Cluster(cfg, context=context, run_id="sandbox"), args.dir)
+    runtime = ProbeRuntime(Cluster(cfg, context=context, run_id="sandbox"), args.dir,
+                           args.bin_dir)  # fmt: skip
 
     # `kaic sandbox down` signals only this process's group; probes run in groups of their own
     # (so that deleting one pod kills just its processes), so stop them all before exiting.

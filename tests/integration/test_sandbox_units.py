@@ -3,6 +3,7 @@ the probe runtime, and the upstream webhook selectors."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from conformance import sandbox as sbx
 from conformance.errors import KaicError
 from conformance.probes import is_probe_image
 from conformance.sandbox import controllers, lifecycle, processes, topology
-from conformance.sandbox.probe_runtime import container_port, expand
+from conformance.sandbox.probe_runtime import container_port, expand, runs, sandbox_component
 
 
 @pytest.mark.parametrize(
@@ -57,14 +58,34 @@ def test_probe_ports_by_number_or_name() -> None:
         "registry.k8s.io/pause:3.10",
         "ghcr.io/kaic-dev/kaic-probe-extra:1",
         "kaic-probe/other:1",
+        "kaic-sandbox/prometheus:3.16.0",
+        "localhost:5000/kaic-sandbox/gpu-exporter",
+        "kaic-sandbox/prometheus/x:1",
+        "my-kaic-sandbox/prometheus:1",
+        "kaic-sandbox/Bad_Name:1",
     ],
 )
 def test_kwok_stage_pattern_agrees_with_the_runtime(image: str) -> None:
     """KWOK (CEL `matches`, RE2) and the probe runtime must agree on what a probe image is."""
-    assert bool(re.search(lifecycle.PROBE_IMAGE_PATTERN, image)) == is_probe_image(image)
+    assert bool(re.search(lifecycle.PROBE_IMAGE_PATTERN, image)) == runs(image)
     assert is_probe_image(image) == (
         image.split("@")[0].rsplit("/", 1)[-1].split(":")[0].endswith(sbx.PROBE_IMAGE_SUFFIX)
     )
+
+
+@pytest.mark.parametrize(
+    ("image", "component"),
+    [
+        ("kaic-sandbox/prometheus:3.16.0", "prometheus"),
+        ("localhost:5000/kaic-sandbox/gpu-exporter", "gpu-exporter"),
+        ("kaic-sandbox/prometheus/x:1", None),
+        ("my-kaic-sandbox/prometheus:1", None),
+        ("kaic-sandbox/Bad_Name:1", None),
+        ("ghcr.io/kaic-dev/kaic-probe:0.1.0", None),
+    ],
+)
+def test_sandbox_component_images(image: str, component: str | None) -> None:
+    assert sandbox_component(image) == component
 
 
 def test_node_faults_label_only_the_nodes_they_concern() -> None:
@@ -155,3 +176,25 @@ def test_a_process_that_exits_is_explained_by_its_log(
     path.write_text(log)
     with pytest.raises(KaicError, match=re.escape(expected)):
         processes.wait_until("c", lambda: False, pid=2**22 + 1, log=path, timeout_s=5)
+
+
+def test_a_changed_pin_rebuilds_only_its_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each component is cached under its own pins; the assembled set under all of them."""
+    build = importlib.import_module("conformance.sandbox.build")  # the package exports build()
+    source = build.components_dir()
+    for path in source.rglob("*"):
+        if path.is_file() and path.suffix in (".go", ".mod", ".sum"):
+            target = tmp_path / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    monkeypatch.setattr(build, "components_dir", lambda: tmp_path)
+    before = {step.module_dir: build.part_key(step) for step in build.BUILDS}
+    assembled = build.cache_key()
+    with (tmp_path / "lws" / "go.mod").open("a") as mod:
+        mod.write("\n// bumped\n")
+    after = {step.module_dir: build.part_key(step) for step in build.BUILDS}
+    assert {m for m in before if before[m] != after[m]} == {"lws"}
+    assert build.cache_key() != assembled
+    assert set(before) >= {"kubernetes", "prometheus"}
