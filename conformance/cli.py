@@ -85,6 +85,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "queried through the API server's proxy)",
     )  # fmt: skip
     parser.add_argument(
+        "--metrics-endpoint", metavar="URL",
+        help="the accelerator metrics exporter's /metrics URL (default: the dcgm-exporter or AMD "
+        "device-metrics-exporter pods, through the API server's proxy)",
+    )  # fmt: skip
+    parser.add_argument(
         "--timeout-scale",
         type=_positive,
         default=1.0,

@@ -121,6 +121,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the platform's Prometheus (default: found among the cluster's Services)",
     )
     group.addoption(
+        "--metrics-endpoint",
+        default=None,
+        help="the accelerator metrics exporter's /metrics URL (default: found by its pods)",
+    )
+    group.addoption(
         "--timeout-scale",
         type=_positive_float,
         default=1.0,

@@ -61,6 +61,8 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
         args += ["--operator", operator]
     if settings.prometheus_url:
         args += ["--prometheus-url", settings.prometheus_url]
+    if settings.metrics_endpoint:
+        args += ["--metrics-endpoint", settings.metrics_endpoint]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

@@ -28,6 +28,7 @@ class Settings:
     allocation_mode: AllocationMode = "auto"
     operators: tuple[str, ...] = ()
     prometheus_url: str = ""
+    metrics_endpoint: str = ""
     keep_on_failure: bool = False
     output: Path | None = None
 
@@ -49,6 +50,7 @@ def settings_from(options: Any, run_id: str) -> Settings:
         allocation_mode=options.allocation_mode,
         operators=tuple(dict.fromkeys(getattr(options, "operator", None) or ())),
         prometheus_url=getattr(options, "prometheus_url", None) or "",
+        metrics_endpoint=getattr(options, "metrics_endpoint", None) or "",
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from conformance.agent import devices, serve
+from conformance.agent import devices, load, serve
 
 
 def _lifetime(cmd: argparse.ArgumentParser) -> None:
@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                          help="report this KV-cache usage (0..1)")  # fmt: skip
     serving.add_argument("--latency-ms", type=float, default=0.0,
                          help="take this long per request")  # fmt: skip
+    load_cmd = sub.add_parser("burn", help="keep this container's accelerators busy")
+    load_cmd.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args(argv)
+    if args.command == "burn":
+        return load.burn(args.seconds)
     if args.command == "serve":
         control = {"queue_depth": args.queue_depth, "kv_cache_usage": args.kv_cache_usage,
                    "latency_ms": args.latency_ms}  # fmt: skip

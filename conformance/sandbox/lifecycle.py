@@ -25,7 +25,7 @@ from conformance.sandbox.build import build as build_components
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
-COMPONENTS = ("kueue", "lws", "dra-driver", "prometheus")
+COMPONENTS = ("kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter")
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
     "device-plugin-no-devices",  # device-plugin nodes advertise GPUs; their pods see none
@@ -37,6 +37,7 @@ FAULTS = (
     "driver-version-skew",  # the last GPU node of each kind runs (and says) another driver
     "time-slicing-no-replicas",  # labelled time-slicing, but each GPU advertised once
     "prometheus-no-workload-scrape",  # Prometheus runs, but scrapes only itself
+    "exporter-no-memory",  # the GPU exporter reports no memory metrics
 )
 # The driver version the driver faults put on nodes (older than the topology's).
 OTHER_DRIVER = "535.183.1"
@@ -452,11 +453,15 @@ def _start_nodes(
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:
-    if "prometheus" in box.without:
-        return
     if box.netns is None:
-        say("Prometheus left out: the API server proxies to pod IPs only inside the sandbox's "
-            "own network namespace (root)")  # fmt: skip
+        say("Prometheus and the GPU exporter left out: the API server proxies to pod IPs only "
+            "inside the sandbox's own network namespace (root)")  # fmt: skip
+        return
+    if "accelerator-exporter" not in box.without:
+        say("deploying the GPU metrics exporter (emulated dcgm-exporter, a DaemonSet)")
+        monitoring.deploy_exporter(_admin(box), apply, box.directory, list(topology.GPU_KINDS),
+                                   with_memory="exporter-no-memory" not in box.breaks)  # fmt: skip
+    if "prometheus" in box.without:
         return
     say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")
     _topo, nodes = topology.load()

@@ -6,13 +6,15 @@ listens at a pod IP that the API server's proxy accepts."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from conformance.cluster import Cluster
+from conformance.cluster import Cluster, ProxyTarget
+from conformance.errors import KaicError
 
 Obj = dict[str, Any]
 Apply = Callable[[Cluster, Obj], None]
@@ -113,3 +115,99 @@ def deploy(
         awaiting="Prometheus (Deployment monitoring/prometheus) to be ready", timeout_s=90,
         namespace=NAMESPACE, name=NAME,
     )  # fmt: skip
+    answering(cluster, ProxyTarget("services", NAMESPACE, NAME, PORT), "/-/ready")
+
+
+EXPORTER_NAMESPACE = "gpu-operator"
+EXPORTER_NAME = "nvidia-dcgm-exporter"
+EXPORTER_IMAGE = "kaic-sandbox/gpu-exporter:0.1.0"
+EXPORTER_PORT = 9400
+
+
+def exporter_manifests(directory: Path, gpu_kinds: list[str], *, with_memory: bool) -> list[Obj]:
+    """A DaemonSet on the GPU nodes, as the GPU operator deploys dcgm-exporter: one emulated
+    exporter per node (see gpu_exporter.py), scraped by Prometheus through its annotations."""
+    labels = {"app": EXPORTER_NAME, "app.kubernetes.io/name": "dcgm-exporter",
+              "app.kubernetes.io/part-of": "kaic-sandbox"}  # fmt: skip
+    args = ["--dir", str(directory), "--node", "$(NODE_NAME)", "--port", str(EXPORTER_PORT)]
+    if not with_memory:
+        args.append("--no-memory")
+    container = {
+        "name": "exporter", "image": EXPORTER_IMAGE, "args": args,
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "metrics"},
+                           "periodSeconds": 5, "timeoutSeconds": 5},
+    }  # fmt: skip
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": "kaic.dev/sandbox-node-kind",
+                                "operator": "In",
+                                "values": gpu_kinds,
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(EXPORTER_PORT)}
+    meta = {"namespace": EXPORTER_NAMESPACE, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": EXPORTER_NAMESPACE}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": EXPORTER_NAME, **meta},
+         "spec": {"selector": {"matchLabels": {"app": EXPORTER_NAME}},
+                  "template": {"metadata": {"labels": labels, "annotations": annotations},
+                               "spec": {"affinity": affinity,
+                                        "tolerations": [{"operator": "Exists"}],
+                                        "containers": [container]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": EXPORTER_NAME, **meta},
+         "spec": {"selector": {"app": EXPORTER_NAME},
+                  "ports": [{"name": "metrics", "port": EXPORTER_PORT,
+                             "targetPort": "metrics"}]}},
+    ]  # fmt: skip
+
+
+def deploy_exporter(
+    cluster: Cluster, apply: Apply, directory: Path, gpu_kinds: list[str], *, with_memory: bool
+) -> None:
+    for obj in exporter_manifests(directory, gpu_kinds, with_memory=with_memory):
+        apply(cluster, obj)
+
+    def ready(found: list[Obj]) -> list[Obj] | None:
+        status = (found[0].get("status") or {}) if found else {}
+        wanted = status.get("desiredNumberScheduled") or 0
+        return found if wanted and status.get("numberReady") == wanted else None
+
+    cluster.wait_for("apps/v1", "DaemonSet", ready, timeout_s=90,
+                     awaiting=f"the GPU exporter (DaemonSet {EXPORTER_NAMESPACE}/{EXPORTER_NAME})"
+                     " to be ready on every GPU node",
+                     namespace=EXPORTER_NAMESPACE, name=EXPORTER_NAME)  # fmt: skip
+    for pod in cluster.list_objects("v1", "Pod", namespace=EXPORTER_NAMESPACE,
+                                    label_selector=f"app={EXPORTER_NAME}"):  # fmt: skip
+        answering(cluster, ProxyTarget("pods", EXPORTER_NAMESPACE, pod["metadata"]["name"],
+                                       EXPORTER_PORT), "/health")  # fmt: skip
+
+
+def answering(cluster: Cluster, target: ProxyTarget, path: str, timeout_s: float = 60) -> None:
+    """Until `target` answers through the API server's proxy. KWOK may call a pod Ready before
+    the runtime has started its process; this is what a client will need, so wait for it."""
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            reply = cluster.proxy("GET", target, path, timeout=5)
+        except Exception as exc:  # connection errors surface as urllib3's, not OSError
+            last = str(exc)
+        else:
+            if reply.status == 200:
+                return
+            last = f"HTTP {reply.status} {reply.text[:100]!r}"
+        time.sleep(0.5)
+    raise KaicError(f"sandbox: {target} does not answer {path} after {timeout_s:.0f}s: {last}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import re
 import shutil
@@ -110,6 +111,8 @@ class ProbeRuntime:
         self.lock = threading.Lock()
         self.device_plugin_in_use: dict[str, set[int]] = {}  # node -> GPU indices handed out
         self.allocations: dict[str, tuple[str, list[int]]] = {}  # pod key -> (node, indices)
+        # node -> (pod key, container) -> what the kubelet's PodResources API would list
+        self.pod_resources: dict[str, dict[tuple[str, str], Obj]] = {}
         self.topo, nodes = topology.load()
         self.node_kinds = {n.name: n for n in nodes}
 
@@ -254,6 +257,14 @@ class ProbeRuntime:
             env = self.env_for(key, pod, container, node)
             env |= self.service_account(pod, workdir)
             env |= self.host_view(node, cdir)
+            uuids = self.device_uuids(node["metadata"]["name"], env)
+            if uuids:
+                self.record_devices(key, pod, container["name"], node["metadata"]["name"], uuids)
+                # where the agent's `burn` says which emulated GPU it loads (see gpu_exporter)
+                load_dir = self.directory / "gpu-load" / node["metadata"]["name"]
+                load_dir.mkdir(parents=True, exist_ok=True)
+                env["KAIC_EMULATED_GPU_LOAD_DIR"] = str(load_dir)
+                env["KAIC_EMULATED_GPU_UUIDS"] = ",".join(uuids)
             self.launch(run, container, env, cdir, log_path)
             if container.get("readinessProbe"):  # not ready until the probe first succeeds
                 self.set_ready(pod, run, container["name"], ready=False)
@@ -538,6 +549,42 @@ class ProbeRuntime:
         with self.lock:
             node, held = self.allocations.pop(key, ("", []))
             self.device_plugin_in_use.get(node, set()).difference_update(held)
+            for name, entries in self.pod_resources.items():
+                if any(k == key for k, _ in entries):
+                    for entry in [e for e in entries if e[0] == key]:
+                        del entries[entry]
+                    self.write_pod_resources(name)
+
+    # --- what device monitoring sees ----------------------------------------------------------
+
+    def device_uuids(self, node: str, env: dict[str, str]) -> list[str]:
+        """The physical GPUs a container got, from what the device layer injected."""
+        uuids = [
+            u for u in env.get("NVIDIA_VISIBLE_DEVICES", "").split(",") if u.startswith("GPU-")
+        ]
+        for name, value in sorted(env.items()):
+            if name.startswith("GPU_DEVICE_") and value.startswith("gpu-"):
+                uuids.append(topology.gpu_uuid(node, int(value.removeprefix("gpu-"))))
+        return list(dict.fromkeys(uuids))
+
+    def record_devices(self, key: str, pod: Obj, container: str, node: str,
+                       uuids: list[str]) -> None:  # fmt: skip
+        """Publish which container holds which GPU, as the kubelet's PodResources API does for
+        dcgm-exporter: the sandbox's GPU exporter reads it from podresources/<node>.json."""
+        meta = pod["metadata"]
+        with self.lock:
+            self.pod_resources.setdefault(node, {})[(key, container)] = {
+                "pod": meta["name"], "namespace": meta["namespace"], "container": container,
+                "devices": uuids,
+            }  # fmt: skip
+            self.write_pod_resources(node)
+
+    def write_pod_resources(self, node: str) -> None:
+        directory = self.directory / "podresources"
+        directory.mkdir(exist_ok=True)
+        tmp = directory / f".{node}.json"
+        tmp.write_text(json.dumps(list(self.pod_resources.get(node, {}).values())))
+        tmp.replace(directory / f"{node}.json")
 
     def stop(self, key_prefix: str) -> None:
         with self.lock:

@@ -1,5 +1,6 @@
-"""Metrics checks pass on the sandbox (a real Prometheus discovering pods) and fail, naming what
-is missing, without Prometheus or when it does not scrape workloads."""
+"""Metrics checks pass on the sandbox (a real Prometheus discovering pods, the emulated GPU
+exporter) and fail, naming what is missing, when a part of the monitoring stack is absent or
+broken. Two faulted sandboxes carry two faults each (one per requirement)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from tests.integration.test_accelerator_checks import run, statuses
 pytestmark = pytest.mark.sandbox
 
 SERVICE = ["ai-service-metrics.discovered", "ai-service-metrics.queried"]
+ACCELERATOR = [
+    "accelerator-metrics.per-device", "accelerator-metrics.pod-attribution",
+    "accelerator-metrics.utilization-follows-load",
+]  # fmt: skip
+NO_PROMETHEUS = {"without": ["prometheus"], "breaks": ["exporter-no-memory"]}
+NO_EXPORTER = {"without": ["accelerator-exporter"], "breaks": ["prometheus-no-workload-scrape"]}
 
 
 def test_ai_service_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
@@ -34,7 +41,7 @@ def test_ai_service_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) ->
 def test_without_prometheus_ai_service_metrics_fail(
     sandbox_factory: MakeSandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(without=["prometheus"])
+    box = sandbox_factory(**NO_PROMETHEUS)
     checks = run(box, tmp_path, "--check", "ai-service-metrics.*")
     assert statuses(checks) == dict.fromkeys(SERVICE, "failed")
     for check in checks.values():
@@ -45,7 +52,7 @@ def test_without_prometheus_ai_service_metrics_fail(
 def test_prometheus_not_scraping_workloads_fails_discovery(
     sandbox_factory: MakeSandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(breaks=["prometheus-no-workload-scrape"])
+    box = sandbox_factory(**NO_EXPORTER)
     # the discovery wait is 150 s for real clusters; a fifth of it is plenty for 2 s scrapes
     checks = run(box, tmp_path, "--check", "ai-service-metrics.*", "--timeout-scale", "0.2")
     assert statuses(checks) == dict.fromkeys(SERVICE, "failed")
@@ -54,3 +61,47 @@ def test_prometheus_not_scraping_workloads_fails_discovery(
         assert "to discover and scrape the model server Pod/" in message
         assert "Service/monitoring/prometheus:9090" in message
         assert "of the pod: none" in message
+
+
+def test_accelerator_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "accelerator-metrics.*")
+    assert statuses(checks) == dict.fromkeys(ACCELERATOR, "passed")
+    per_device = checks["accelerator-metrics.per-device"]["evidence"]["observed"]
+    assert len(per_device["exporters"]) == 5  # one per GPU node
+    assert len(per_device["devices"]["gpu-dp-0"]) == 4
+    assert len(per_device["devices"]["gpu-ts-0"]) == 1  # time-slicing: one physical GPU
+    assert per_device["recorded"] == {"temperature": True, "power": True, "interconnect": False}
+    attributed = checks["accelerator-metrics.pod-attribution"]["evidence"]["observed"]
+    assert attributed["attributed"] == attributed["pod_was_given"]
+    assert len(attributed["attributed"]) == 1
+    history = checks["accelerator-metrics.utilization-follows-load"]["evidence"]["observed"]
+    values = [v for reading in history["utilization_history"] for v in reading.values()]
+    assert values[0] > 50
+    assert values[-1] < 50
+
+
+def test_an_exporter_without_memory_metrics_fails_per_device(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(**NO_PROMETHEUS)
+    checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
+    assert statuses(checks) == {
+        "accelerator-metrics.per-device": "failed",
+        "accelerator-metrics.pod-attribution": "passed",
+        "accelerator-metrics.utilization-follows-load": "passed",
+    }
+    message = checks["accelerator-metrics.per-device"]["message"]
+    assert "memory (DCGM_FI_DEV_FB_USED)" in message
+    assert "Node/gpu-dp-0: 0 of its 4 device(s) with utilization and memory" in message
+    assert "Node/gpu-ts-0: 0 of its 1 device(s)" in message
+
+
+def test_without_an_exporter_accelerator_metrics_fail(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(**NO_EXPORTER)
+    checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
+    assert statuses(checks) == dict.fromkeys(ACCELERATOR, "failed")
+    for check in checks.values():
+        assert "expected an accelerator metrics exporter" in check["message"]
+        assert "--metrics-endpoint" in check["message"]
