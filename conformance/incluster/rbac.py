@@ -7,8 +7,9 @@ and `create` where the object does not exist yet. Discovery (/api, /apis, /versi
 granted to every authenticated user by the built-in `system:discovery` and
 `system:public-info-viewer` roles.
 
-The integration test `test_rbac.py` runs the suite bound to exactly this role and compares with
-an admin run; a new check that needs more fails there with `forbidden: <verb> <resource>`.
+The integration test `tests/integration/test_incluster.py` runs the suite bound to exactly this
+role and compares with an admin run; a new check that needs more fails there with
+`forbidden: <verb> <resource>`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["get", "list"],
         "operator.*: the Services webhooks call; ai-service-metrics.*: finding Prometheus",
     ),
-    ("", ["pods/proxy"], ["get", "create"], "ai-service-metrics.*: requests to the model server"),
+    (
+        "",
+        ["pods/proxy"],
+        ["get", "create"],
+        "ai-service-metrics.*: requests to the model server; accelerator-metrics.*: scraping the "
+        "exporters",
+    ),
     ("", ["services/proxy"], ["get"], "ai-service-metrics.*: Prometheus queries"),
     (
         "monitoring.coreos.com",
