@@ -153,10 +153,17 @@ def discovery(cluster: Cluster, name: str, labels: dict[str, str]) -> Discovery:
     return Discovery(annotations, monitor, namespace_labels)
 
 
-def model_server(name: str, *, queue_depth: int = 0) -> Obj:
-    """A pod running the agent's model server, ready once it answers /health."""
+def model_server(
+    name: str,
+    *,
+    queue_depth: int = 0,
+    accelerator: dict[str, Any] | None = None,
+    claim_templates: dict[str, str] | None = None,
+) -> Obj:
+    """A pod running the agent's model server, ready once it answers /health; `accelerator` is
+    what the container asks for (claims or limits, from DeviceRequest.ask)."""
     command = [*SERVE_COMMAND, "--queue-depth", str(queue_depth)]
-    container = pods.container("server", command=command)
+    container = pods.container("server", command=command, **(accelerator or {}))
     container["ports"] = [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}]
     container["env"] = [
         {"name": name_, "valueFrom": {"fieldRef": {"fieldPath": path}}}
@@ -166,7 +173,8 @@ def model_server(name: str, *, queue_depth: int = 0) -> Obj:
     container["readinessProbe"] = {
         "httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2,
     }  # fmt: skip
-    manifest = pods.pod(name, [container], tolerate_gpus=False)
+    manifest = pods.pod(name, [container], tolerate_gpus=accelerator is not None,
+                        claim_templates=claim_templates)  # fmt: skip
     manifest["spec"]["restartPolicy"] = "Always"
     return manifest
 
@@ -187,17 +195,26 @@ def deploy_model_server(kube: Kube, name: str, *, queue_depth: int = 0) -> tuple
     return how, ready_pod(kube, name)
 
 
-def ready_pod(kube: Kube, name: str, timeout_s: float = 120) -> Obj:
-    def ready(found: list[Obj]) -> Obj | None:
-        for pod in found:
-            conditions = (pod.get("status") or {}).get("conditions") or []
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                return pod
-        return None
+def _first_ready(found: list[Obj]) -> Obj | None:
+    for pod in found:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return pod
+    return None
 
-    return kube.cluster.wait_for("v1", "Pod", ready, awaiting=f"Pod/{kube.namespace}/{name} "
-                                 "to be Ready", timeout_s=timeout_s, namespace=kube.namespace,
-                                 name=name)  # fmt: skip
+
+def ready_pod(kube: Kube, name: str, timeout_s: float = 120) -> Obj:
+    return kube.cluster.wait_for("v1", "Pod", _first_ready, awaiting=f"Pod/{kube.namespace}/"
+                                 f"{name} to be Ready", timeout_s=timeout_s,
+                                 namespace=kube.namespace, name=name)  # fmt: skip
+
+
+def ready_pod_of(kube: Kube, selector: str, timeout_s: float = 120) -> str:
+    """The name of the first Ready pod matching `selector` in the check's namespace."""
+    pod = kube.cluster.wait_for("v1", "Pod", _first_ready, awaiting=f"a Ready pod ({selector}) "
+                                f"in {kube.namespace}", timeout_s=timeout_s,
+                                namespace=kube.namespace, label_selector=selector)  # fmt: skip
+    return str(pod["metadata"]["name"])
 
 
 def server(kube: Kube, name: str) -> ProxyTarget:

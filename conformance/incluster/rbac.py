@@ -72,7 +72,18 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["get", "list"],
         "operator.*: a webhook Service has ready endpoints",
     ),
-    ("apps", ["deployments"], ["get", "list"], "operator.*: the controller is Available"),
+    (
+        "apps",
+        ["deployments"],
+        MANAGE,
+        "operator.*: the controller is Available; pod-autoscaling.*: the Deployment it scales",
+    ),
+    (
+        "autoscaling",
+        ["horizontalpodautoscalers"],
+        MANAGE,
+        "pod-autoscaling.*: the HPA under test",
+    ),
     (
         "admissionregistration.k8s.io",
         ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],

@@ -69,6 +69,8 @@ BUILDS = (
     GoBuild("prometheus", ("github.com/prometheus/prometheus/cmd/prometheus",), ("prometheus",),
             ("-tags=remove_all_sd,enable_kubernetes_sd", "-ldflags",
              "-s -w -X github.com/prometheus/common/version.Version=3.16.0")),
+    GoBuild("prometheus-adapter", ("sigs.k8s.io/prometheus-adapter/cmd/adapter",),
+            ("prometheus-adapter",), ("-ldflags", "-s -w")),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"

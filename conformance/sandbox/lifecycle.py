@@ -25,7 +25,9 @@ from conformance.sandbox.build import build as build_components
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
-COMPONENTS = ("kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter")
+COMPONENTS = (
+    "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
+)  # fmt: skip
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
     "device-plugin-no-devices",  # device-plugin nodes advertise GPUs; their pods see none
@@ -331,6 +333,8 @@ def _start_control_plane(
         "--cluster-signing-cert-file", str(ca.cert_path),
         "--cluster-signing-key-file", str(pki_dir / "ca.key"),
         "--use-service-account-credentials=true", "--controllers", "*",
+        # a test cluster: the HPA acts on metrics every 5 s rather than 15 s
+        "--horizontal-pod-autoscaler-sync-period", "5s",
     ], logs, netns=box.netns)  # fmt: skip
     box.pids["kube-scheduler"] = processes.start("kube-scheduler", [
         str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(ports()),
@@ -468,6 +472,9 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     node = next(n.name for n in nodes if n.kind not in topology.GPU_KINDS)
     scrape = "prometheus-no-workload-scrape" not in box.breaks
     monitoring.deploy(_admin(box), apply, box.directory, node, scrape_workloads=scrape)
+    if "prometheus-adapter" not in box.without:
+        say("deploying prometheus-adapter (custom.metrics.k8s.io, for HPAs)")
+        monitoring.deploy_adapter(_admin(box), apply, box.directory, node)
 
 
 def node_specs(

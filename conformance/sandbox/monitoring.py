@@ -211,3 +211,98 @@ def answering(cluster: Cluster, target: ProxyTarget, path: str, timeout_s: float
             last = f"HTTP {reply.status} {reply.text[:100]!r}"
         time.sleep(0.5)
     raise KaicError(f"sandbox: {target} does not answer {path} after {timeout_s:.0f}s: {last}")
+
+
+ADAPTER = "prometheus-adapter"
+ADAPTER_IMAGE = "kaic-sandbox/prometheus-adapter:0.12.0"
+ADAPTER_PORT = 6443
+CUSTOM_METRICS = "custom.metrics.k8s.io"
+
+
+def adapter_config() -> Obj:
+    """vLLM's load gauges per pod, as the metric names HPAs use (`vllm:` becomes `vllm_`)."""
+    return {"rules": [{
+        "seriesQuery": '{__name__=~"vllm:num_requests_waiting|vllm:num_requests_running|'
+                       'vllm:kv_cache_usage_perc",namespace!="",pod!=""}',
+        "resources": {"overrides": {"namespace": {"resource": "namespace"},
+                                    "pod": {"resource": "pod"}}},
+        "name": {"matches": "^vllm:(.*)$", "as": "vllm_${1}"},
+        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+    }]}  # fmt: skip
+
+
+def adapter_manifests(config_file: Path, prometheus_url: str, node: str) -> list[Obj]:
+    """prometheus-adapter as its chart installs it: a Deployment with the rights of an aggregated
+    API server (delegated authentication and authorization), registered as the APIService of
+    custom.metrics.k8s.io."""
+    labels = {"app.kubernetes.io/name": ADAPTER, "app.kubernetes.io/part-of": "kaic-sandbox"}
+    meta = {"namespace": NAMESPACE, "labels": labels}
+    subject = [{"kind": "ServiceAccount", "name": ADAPTER, "namespace": NAMESPACE}]
+    rbac = "rbac.authorization.k8s.io"
+    container = {
+        "name": "adapter", "image": ADAPTER_IMAGE,
+        "args": [f"--prometheus-url={prometheus_url}", f"--config={config_file}",
+                 f"--secure-port={ADAPTER_PORT}", "--bind-address=$(POD_IP)", "--cert-dir=certs",
+                 "--metrics-relist-interval=5s", "--v=2"],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+        "ports": [{"name": "https", "containerPort": ADAPTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "https", "scheme": "HTTPS"},
+                           "periodSeconds": 5, "timeoutSeconds": 5},
+    }  # fmt: skip
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": ADAPTER, **meta}},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole",
+         "metadata": {"name": f"kaic-sandbox:{ADAPTER}", "labels": labels},
+         "rules": [{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"kaic-sandbox:{ADAPTER}", "labels": labels},
+         "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": f"kaic-sandbox:{ADAPTER}"},
+         "subjects": subject},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"kaic-sandbox:{ADAPTER}:auth-delegator", "labels": labels},
+         "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "system:auth-delegator"},
+         "subjects": subject},
+        {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding",
+         "metadata": {"name": f"kaic-sandbox:{ADAPTER}:auth-reader", "namespace": "kube-system",
+                      "labels": labels},
+         "roleRef": {"apiGroup": rbac, "kind": "Role",
+                     "name": "extension-apiserver-authentication-reader"},
+         "subjects": subject},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": ADAPTER, **meta},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": ADAPTER}},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"serviceAccountName": ADAPTER,
+                                        "nodeSelector": {"kubernetes.io/hostname": node},
+                                        "containers": [container]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": ADAPTER, **meta},
+         "spec": {"selector": {"app.kubernetes.io/name": ADAPTER},
+                  "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}},
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+         "metadata": {"name": f"v1beta1.{CUSTOM_METRICS}", "labels": labels},
+         "spec": {"group": CUSTOM_METRICS, "version": "v1beta1",
+                  "service": {"name": ADAPTER, "namespace": NAMESPACE, "port": 443},
+                  # the adapter serves a self-signed certificate, as the chart's default does
+                  "insecureSkipTLSVerify": True,
+                  "groupPriorityMinimum": 100, "versionPriority": 100}},
+    ]  # fmt: skip
+
+
+def deploy_adapter(cluster: Cluster, apply: Apply, work: Path, node: str) -> None:
+    """After Prometheus: the adapter reaches it at its pod IP (the sandbox has no cluster DNS)."""
+    pods = cluster.list_objects("v1", "Pod", namespace=NAMESPACE,
+                                label_selector="app.kubernetes.io/name=prometheus")  # fmt: skip
+    ip = next((p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")), "")
+    config_file = work / "prometheus-adapter.yml"
+    config_file.write_text(yaml.safe_dump(adapter_config()))
+    for obj in adapter_manifests(config_file, f"http://{ip}:{PORT}/", node):
+        apply(cluster, obj)
+
+    def available(found: list[Obj]) -> list[Obj] | None:
+        conditions = ((found[0].get("status") or {}).get("conditions") or []) if found else []
+        return found if any(c["type"] == "Available" and c["status"] == "True"
+                            for c in conditions) else None  # fmt: skip
+
+    cluster.wait_for("apiregistration.k8s.io/v1", "APIService", available, timeout_s=90,
+                     awaiting=f"the APIService v1beta1.{CUSTOM_METRICS} (prometheus-adapter) to "
+                     "be Available", name=f"v1beta1.{CUSTOM_METRICS}")  # fmt: skip

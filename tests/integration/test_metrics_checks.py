@@ -4,6 +4,7 @@ broken. Two faulted sandboxes carry two faults each (one per requirement)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,10 @@ ACCELERATOR = [
     "accelerator-metrics.utilization-follows-load",
 ]  # fmt: skip
 NO_PROMETHEUS = {"without": ["prometheus"], "breaks": ["exporter-no-memory"]}
-NO_EXPORTER = {"without": ["accelerator-exporter"], "breaks": ["prometheus-no-workload-scrape"]}
+NO_EXPORTER = {
+    "without": ["accelerator-exporter", "prometheus-adapter"],
+    "breaks": ["prometheus-no-workload-scrape"],
+}
 
 
 def test_ai_service_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
@@ -105,3 +109,27 @@ def test_without_an_exporter_accelerator_metrics_fail(
     for check in checks.values():
         assert "expected an accelerator metrics exporter" in check["message"]
         assert "--metrics-endpoint" in check["message"]
+
+
+def test_pod_autoscaling_on_a_custom_metric(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "pod-autoscaling.*")
+    assert statuses(checks) == {"pod-autoscaling.custom-metric": "passed"}
+    observed = checks["pod-autoscaling.custom-metric"]["evidence"]["observed"]
+    assert observed["custom_metrics_api"] == "custom.metrics.k8s.io/v1beta1"
+    assert observed["metric"] == "vllm_num_requests_waiting"
+    current = [h["current"] for h in observed["replica_history"] if h["current"] is not None]
+    assert current[0] == 1
+    assert max(current) == 3  # the HPA's maxReplicas: the load asked for 6
+    assert current[-1] == 1
+
+
+def test_without_a_metrics_adapter_pod_autoscaling_is_not_applicable(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(**NO_EXPORTER)
+    checks = run(box, tmp_path, "--check", "pod-autoscaling.*")
+    assert statuses(checks) == {"pod-autoscaling.custom-metric": "skipped"}
+    results = json.loads((tmp_path / "results.json").read_text())
+    (requirement,) = [r for r in results["requirements"] if r["id"] == "pod_autoscaling"]
+    assert requirement["status"] == "not-applicable"
+    assert "no custom-metrics API (custom.metrics.k8s.io) is registered" in requirement["reason"]
