@@ -90,6 +90,15 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "device-metrics-exporter pods, through the API server's proxy)",
     )  # fmt: skip
     parser.add_argument(
+        "--autoscaler-node-group", metavar="NAME",
+        help="the accelerator node group cluster_autoscaling grows (default: discovered from "
+        "node labels)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--autoscaler-timeout", type=_positive, default=900.0, metavar="SECONDS",
+        help="how long a node group may take to grow, and again to shrink (default: 900)",
+    )  # fmt: skip
+    parser.add_argument(
         "--timeout-scale",
         type=_positive,
         default=1.0,

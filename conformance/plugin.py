@@ -126,6 +126,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the accelerator metrics exporter's /metrics URL (default: found by its pods)",
     )
     group.addoption(
+        "--autoscaler-node-group",
+        default=None,
+        help="the accelerator node group cluster_autoscaling grows (default: discovered)",
+    )
+    group.addoption(
+        "--autoscaler-timeout",
+        type=_positive_float,
+        default=900.0,
+        help="seconds a node group may take to grow, and again to shrink (default: 900)",
+    )
+    group.addoption(
         "--timeout-scale",
         type=_positive_float,
         default=1.0,

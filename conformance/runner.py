@@ -63,6 +63,9 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
         args += ["--prometheus-url", settings.prometheus_url]
     if settings.metrics_endpoint:
         args += ["--metrics-endpoint", settings.metrics_endpoint]
+    if settings.autoscaler_node_group:
+        args += ["--autoscaler-node-group", settings.autoscaler_node_group]
+    args += ["--autoscaler-timeout", str(settings.autoscaler_timeout_s)]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

@@ -29,6 +29,8 @@ class Settings:
     operators: tuple[str, ...] = ()
     prometheus_url: str = ""
     metrics_endpoint: str = ""
+    autoscaler_node_group: str = ""
+    autoscaler_timeout_s: float = 900.0
     keep_on_failure: bool = False
     output: Path | None = None
 
@@ -51,6 +53,8 @@ def settings_from(options: Any, run_id: str) -> Settings:
         operators=tuple(dict.fromkeys(getattr(options, "operator", None) or ())),
         prometheus_url=getattr(options, "prometheus_url", None) or "",
         metrics_endpoint=getattr(options, "metrics_endpoint", None) or "",
+        autoscaler_node_group=getattr(options, "autoscaler_node_group", None) or "",
+        autoscaler_timeout_s=float(getattr(options, "autoscaler_timeout", None) or 900.0),
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

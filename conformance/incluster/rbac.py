@@ -26,6 +26,12 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
     ("", ["pods"], MANAGE, "probe pods of every check"),
     ("", ["pods/log"], ["get"], "the probe agent's report is its log"),
     ("", ["nodes"], READ, "accelerator inventory: capacity, labels, taints"),
+    (
+        "",
+        ["configmaps"],
+        ["get"],
+        "cluster-autoscaling.*: kube-system/cluster-autoscaler-status tells an autoscaler runs",
+    ),
     ("batch", ["jobs"], MANAGE, "kueue.* and gang.* submit Jobs"),
     ("resource.k8s.io", ["deviceclasses", "resourceslices"], READ, "dra.* inventory"),
     (

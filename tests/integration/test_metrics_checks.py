@@ -1,6 +1,7 @@
-"""Metrics checks pass on the sandbox (a real Prometheus discovering pods, the emulated GPU
-exporter) and fail, naming what is missing, when a part of the monitoring stack is absent or
-broken. Two faulted sandboxes carry two faults each (one per requirement)."""
+"""Metrics and autoscaling checks pass on the sandbox (a real Prometheus discovering pods, the
+emulated GPU exporter, prometheus-adapter) and fail or are not applicable, naming what is
+missing, when a part of the monitoring stack is absent or broken. Two faulted sandboxes carry
+several faults each (one per requirement)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,16 @@ def test_without_a_metrics_adapter_pod_autoscaling_is_not_applicable(
     (requirement,) = [r for r in results["requirements"] if r["id"] == "pod_autoscaling"]
     assert requirement["status"] == "not-applicable"
     assert "no custom-metrics API (custom.metrics.k8s.io) is registered" in requirement["reason"]
+
+
+def test_without_an_autoscaler_cluster_autoscaling_is_not_applicable(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    """The sandbox has no cluster autoscaler (its kwok provider is not served by the Go module
+    proxy), so this shows the not-applicable path only."""
+    checks = run(sandbox, tmp_path, "--check", "cluster-autoscaling.*")
+    assert statuses(checks) == {"cluster-autoscaling.accelerator-group": "skipped"}
+    results = json.loads((tmp_path / "results.json").read_text())
+    (requirement,) = [r for r in results["requirements"] if r["id"] == "cluster_autoscaling"]
+    assert requirement["status"] == "not-applicable"
+    assert "no cluster autoscaler found" in requirement["reason"]
