@@ -15,8 +15,8 @@ from conformance.checks._accelerators import (
     running_report,
 )
 from conformance.checks.registry import check
-from conformance.cluster import Cluster, ObjectRef, WaitTimeout
-from conformance.cluster.wait import poll_until
+from conformance.cluster import Cluster, ObjectRef
+from conformance.cluster.wait import poll_or_fail
 from conformance.evidence import Evidence
 from conformance.failures import fail
 from conformance.fixtures import Kube
@@ -153,18 +153,15 @@ def test_pod_attribution(kube: Kube, kaic_settings: Settings, evidence: Evidence
         seen.update({d.device: sorted("/".join(p) for p in d.pods) for d in devices.values()})
         return held or None, f"pods per device: {seen}"
 
-    try:
-        held = poll_until(probe, awaiting=f"{exporter.where} to attribute a device to "
-                          f"Pod/{kube.namespace}/{name}", timeout_s=90 * kube.cluster.timeout_scale,
-                          interval_s=2)  # fmt: skip
-    except WaitTimeout as exc:
-        fail(
-            expected=f"the exporter on Node/{node} to report the device held by "
-            f"Pod/{kube.namespace}/{name} with labels pod and namespace",
-            observed=str(exc),
-            next_step="enable the exporter's pod mapping (dcgm-exporter: "
-            "DCGM_EXPORTER_KUBERNETES=true and the kubelet pod-resources socket mounted)",
-        )
+    held = poll_or_fail(
+        probe,
+        awaiting=f"{exporter.where} to attribute a device to Pod/{kube.namespace}/{name}",
+        timeout_s=90 * kube.cluster.timeout_scale,
+        expected=f"the exporter on Node/{node} to report the device held by "
+        f"Pod/{kube.namespace}/{name} with labels pod and namespace",
+        next_step="enable the exporter's pod mapping (dcgm-exporter: "
+        "DCGM_EXPORTER_KUBERNETES=true and the kubelet pod-resources socket mounted)",
+    )
     evidence.observe("node", node)
     evidence.observe("attributed", sorted(d.device for d in held))
     given = set(report.get("devices") or [])
@@ -191,41 +188,38 @@ def test_utilization_follows_load(kube: Kube, kaic_settings: Settings, evidence:
     devices = set(report["devices"])
     history: list[dict[str, float | None]] = []
 
-    def probe() -> tuple[bool, str]:
+    def utilization() -> dict[str, float | None]:
         found = exp.parse(exporter.scrape(kube.cluster), node)
         values = {d.device: d.utilization for d in found.values() if d.device in devices}
         history.append(values)
+        return values
+
+    def probe() -> tuple[bool, str]:
+        values = utilization()
         busy = bool(values) and all((v or 0) > LOADED_ABOVE for v in values.values())
         return busy, f"utilization {values}"
 
-    try:
-        poll_until(probe, awaiting=f"the utilization of {sorted(devices)} to rise above "
-                   f"{LOADED_ABOVE:g}%", timeout_s=60 * kube.cluster.timeout_scale,
-                   interval_s=2)  # fmt: skip
-    except WaitTimeout as exc:
-        fail(
-            expected=f"the utilization of {sorted(devices)} on Node/{node} to rise above "
-            f"{LOADED_ABOVE:g}% while Pod/{kube.namespace}/{name} loads it",
-            observed=str(exc),
-            next_step="check the exporter's sampling interval and that it reads this device",
-        )
+    poll_or_fail(
+        probe,
+        awaiting=f"the utilization of {sorted(devices)} to rise above {LOADED_ABOVE:g}%",
+        timeout_s=60 * kube.cluster.timeout_scale,
+        expected=f"the utilization of {sorted(devices)} on Node/{node} to rise above "
+        f"{LOADED_ABOVE:g}% while Pod/{kube.namespace}/{name} loads it",
+        next_step="check the exporter's sampling interval and that it reads this device",
+    )
     # and it falls back once the load stops (the probe pod goes)
     kube.cluster.delete(ObjectRef("v1", "Pod", name, kube.namespace))
 
     def idle() -> tuple[bool, str]:
-        found = exp.parse(exporter.scrape(kube.cluster), node)
-        values = {d.device: d.utilization for d in found.values() if d.device in devices}
-        history.append(values)
+        values = utilization()
         return all((v or 0) < LOADED_ABOVE for v in values.values()), f"utilization {values}"
 
-    try:
-        poll_until(idle, awaiting=f"the utilization of {sorted(devices)} to fall back",
-                   timeout_s=60 * kube.cluster.timeout_scale, interval_s=2)  # fmt: skip
-    except WaitTimeout as exc:
-        fail(
-            expected=f"the utilization of {sorted(devices)} on Node/{node} to fall below "
-            f"{LOADED_ABOVE:g}% once Pod/{kube.namespace}/{name} is gone",
-            observed=str(exc),
-            next_step="the exporter reports stale values; check its sampling",
-        )
+    poll_or_fail(
+        idle,
+        awaiting=f"the utilization of {sorted(devices)} to fall back",
+        timeout_s=60 * kube.cluster.timeout_scale,
+        expected=f"the utilization of {sorted(devices)} on Node/{node} to fall below "
+        f"{LOADED_ABOVE:g}% once Pod/{kube.namespace}/{name} is gone",
+        next_step="the exporter reports stale values; check its sampling",
+    )
     evidence.observe("utilization_history", history)

@@ -9,7 +9,7 @@ import time
 from conformance.checks import _monitoring as mon
 from conformance.checks.registry import check
 from conformance.cluster import Cluster, WaitTimeout
-from conformance.cluster.wait import poll_until
+from conformance.cluster.wait import poll_or_fail, poll_until
 from conformance.evidence import Evidence
 from conformance.failures import fail
 from conformance.fixtures import Kube
@@ -35,19 +35,16 @@ def _wait_for_target(kube: Kube, prometheus: mon.Prometheus, name: str, pod_ip: 
                              for t in mine) or "none"))  # fmt: skip
         return up, seen
 
-    timeout = DISCOVERY_TIMEOUT_S * kube.cluster.timeout_scale
-    try:
-        return poll_until(probe, awaiting=f"{prometheus.where} to scrape Pod/{kube.namespace}/"
-                          f"{name}", timeout_s=timeout, interval_s=2)  # fmt: skip
-    except WaitTimeout as exc:
-        fail(
-            expected=f"the monitoring system ({prometheus.where}) to discover and scrape the "
-            f"model server Pod/{kube.namespace}/{name}",
-            observed=str(exc),
-            next_step="check that Prometheus discovers pods (kubernetes_sd_configs role pod "
-            "honouring prometheus.io/scrape, or PodMonitors of the Prometheus operator) and may "
-            "reach pod IPs; " + FOLLOW_UP.format(ns=kube.namespace, name=name),
-        )
+    return poll_or_fail(
+        probe,
+        awaiting=f"{prometheus.where} to scrape Pod/{kube.namespace}/{name}",
+        timeout_s=DISCOVERY_TIMEOUT_S * kube.cluster.timeout_scale,
+        expected=f"the monitoring system ({prometheus.where}) to discover and scrape the "
+        f"model server Pod/{kube.namespace}/{name}",
+        next_step="check that Prometheus discovers pods (kubernetes_sd_configs role pod "
+        "honouring prometheus.io/scrape, or PodMonitors of the Prometheus operator) and may "
+        "reach pod IPs; " + FOLLOW_UP.format(ns=kube.namespace, name=name),
+    )
 
 
 def _prometheus(cluster: Cluster, settings: Settings, evidence: Evidence) -> mon.Prometheus:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client import ApiException
 
-from conformance.failures import CheckFailure
+from conformance.failures import CheckFailure, fail
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -126,3 +126,20 @@ def poll_until(
             raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
                               f"last seen: {seen}")  # fmt: skip
         time.sleep(interval_s)
+
+
+def poll_or_fail(
+    probe: Callable[[], tuple[T | None, str]],
+    *,
+    awaiting: str,
+    timeout_s: float,
+    expected: str,
+    next_step: str,
+    interval_s: float = 2.0,
+) -> T:
+    """`poll_until`, failing the check with `expected` (the timeout and last sighting as what
+    was observed) and `next_step`."""
+    try:
+        return poll_until(probe, awaiting=awaiting, timeout_s=timeout_s, interval_s=interval_s)
+    except WaitTimeout as exc:
+        fail(expected=expected, observed=str(exc), next_step=next_step)
