@@ -130,9 +130,8 @@ def _exporter_on(kube: Kube, settings: Settings, node: str) -> exp.Exporter:
 
 
 def _node_of(kube: Kube, name: str) -> str:
-    pod = kube.cluster.list_objects("v1", "Pod", namespace=kube.namespace,
-                                    field_selector=f"metadata.name={name}")  # fmt: skip
-    return str(pod[0]["spec"].get("nodeName", "")) if pod else ""
+    pod = kube.cluster.get(ObjectRef("v1", "Pod", name, kube.namespace)) or {"spec": {}}
+    return str(pod["spec"].get("nodeName", ""))
 
 
 @check("accelerator-metrics.pod-attribution", requirements=["accelerator_metrics"])

@@ -110,12 +110,10 @@ class Replicas:
     def _record(self, found: list[Obj], good: Any) -> Obj | None:
         status = (found[0].get("status") or {}) if found else {}
         current, desired = status.get("currentReplicas"), status.get("desiredReplicas")
-        entry = {"t_s": round(time.monotonic() - self.started, 1), "current": current,
-                 "desired": desired}  # fmt: skip
-        if not self.history or {k: v for k, v in self.history[-1].items() if k != "t_s"} != {
-            k: v for k, v in entry.items() if k != "t_s"
-        }:
-            self.history.append(entry)
+        last = self.history[-1] if self.history else {}
+        if (last.get("current"), last.get("desired")) != (current, desired) or not last:
+            self.history.append({"t_s": round(time.monotonic() - self.started, 1),
+                                 "current": current, "desired": desired})  # fmt: skip
         return found[0] if current is not None and good(current) else None
 
 

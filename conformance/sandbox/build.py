@@ -156,19 +156,14 @@ def build(progress: Progress = lambda _: None) -> Path:
     go = _go()
     parts = {step: _build_part(go, step, progress) for step in BUILDS}
     target = cache_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    (work / "bin").mkdir()
+    work = _staging(target)
     (work / "data").mkdir()
     for step, part in parts.items():
         for binary in step.binaries:
             (work / "bin" / binary).symlink_to(part / "bin" / binary)
         if step.data:
             (work / "data" / step.module_dir).symlink_to(part / "data" / step.module_dir)
-    (work / READY_MARKER).write_text(f"assembled in {time.monotonic() - started:.0f}s\n")
-    if target.exists():
-        shutil.rmtree(target)
-    work.rename(target)
+    _publish(work, target, f"assembled in {time.monotonic() - started:.0f}s")
     progress(f"sandbox components ready in {time.monotonic() - started:.0f}s in {target}")
     return target
 
@@ -177,9 +172,7 @@ def _build_part(go: str, step: GoBuild, progress: Progress) -> Path:
     target = part_dir(step)
     if (target / READY_MARKER).exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    (work / "bin").mkdir()
+    work = _staging(target)
     log = work / "build.log"
     started = time.monotonic()
     progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
@@ -195,9 +188,22 @@ def _build_part(go: str, step: GoBuild, progress: Progress) -> Path:
                             dirs_exist_ok=True)  # fmt: skip
         for path in (work / "data").rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
-    (work / READY_MARKER).write_text(f"built in {time.monotonic() - started:.0f}s\n")
+    _publish(work, target, f"built in {time.monotonic() - started:.0f}s")
+    progress(f"  done in {time.monotonic() - started:.0f}s")
+    return target
+
+
+def _staging(target: Path) -> Path:
+    """A fresh directory beside `target` (with an empty bin/), renamed into place when complete,
+    so that an interrupted build never looks finished."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    (work / "bin").mkdir()
+    return work
+
+
+def _publish(work: Path, target: Path, note: str) -> None:
+    (work / READY_MARKER).write_text(f"{note}\n")
     if target.exists():
         shutil.rmtree(target)
     work.rename(target)
-    progress(f"  done in {time.monotonic() - started:.0f}s")
-    return target

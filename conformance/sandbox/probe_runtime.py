@@ -550,9 +550,10 @@ class ProbeRuntime:
             node, held = self.allocations.pop(key, ("", []))
             self.device_plugin_in_use.get(node, set()).difference_update(held)
             for name, entries in self.pod_resources.items():
-                if any(k == key for k, _ in entries):
-                    for entry in [e for e in entries if e[0] == key]:
-                        del entries[entry]
+                mine = [entry for entry in entries if entry[0] == key]
+                for entry in mine:
+                    del entries[entry]
+                if mine:
                     self.write_pod_resources(name)
 
     # --- what device monitoring sees ----------------------------------------------------------
