@@ -85,7 +85,8 @@ def find_prometheus(cluster: Cluster, settings: Settings) -> Prometheus:
     if settings.prometheus_url:
         return Prometheus(settings.prometheus_url, url=settings.prometheus_url)
     candidates = []
-    for service in cluster.list_objects("v1", "Service"):
+    services = cluster.list_objects("v1", "Service")
+    for service in services:
         port = _port(service)
         if port is None or not _looks_like_prometheus(service):
             continue
@@ -96,7 +97,7 @@ def find_prometheus(cluster: Cluster, settings: Settings) -> Prometheus:
         fail(
             expected="a Prometheus in the cluster (a Service named or labelled prometheus with "
             "port 9090 or `web`) or one given with --prometheus-url",
-            observed="none",
+            observed=f"no such Service among the cluster's {len(services)} Services",
             next_step="install the platform's monitoring stack (e.g. kube-prometheus-stack), or "
             "pass --prometheus-url to the one the platform uses",
         )
