@@ -24,7 +24,10 @@ from conformance.settings import (
     ACCELERATORS,
     ALLOCATION_MODES,
     DEFAULT_PROFILE,
+    EPP_IMAGE,
+    MODEL_HEADER,
     OPERATORS,
+    gateway_ref,
     settings_from,
 )
 
@@ -97,6 +100,24 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--autoscaler-timeout", type=_positive, default=900.0, metavar="SECONDS",
         help="how long a node group may take to grow, and again to shrink (default: 900)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gateway", type=gateway_ref, metavar="NAMESPACE/NAME",
+        help="test this Gateway (its listeners must admit routes from other namespaces) "
+        "instead of one the suite creates",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gateway-class", metavar="NAME",
+        help="the GatewayClass of the suite's own Gateways (default: the first Accepted one)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model-header", metavar="HEADER", default=MODEL_HEADER,
+        help=f"the header the platform routes on the model name by (default: {MODEL_HEADER}, "
+        "which body-based routing fills from the request)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--epp-image", metavar="IMAGE", default=EPP_IMAGE,
+        help=f"the endpoint picker the InferencePool checks deploy (default: {EPP_IMAGE})",
     )  # fmt: skip
     parser.add_argument(
         "--timeout-scale",

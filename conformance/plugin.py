@@ -37,8 +37,11 @@ from conformance.settings import (
     ACCELERATORS,
     ALLOCATION_MODES,
     DEFAULT_PROFILE,
+    EPP_IMAGE,
+    MODEL_HEADER,
     OPERATORS,
     Settings,
+    gateway_ref,
     settings_from,
 )
 
@@ -135,6 +138,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_positive_float,
         default=900.0,
         help="seconds a node group may take to grow, and again to shrink (default: 900)",
+    )
+    group.addoption(
+        "--gateway",
+        default=None,
+        type=gateway_ref,
+        help="NAMESPACE/NAME of a Gateway to test instead of the suite's own",
+    )
+    group.addoption(
+        "--gateway-class",
+        default=None,
+        help="the GatewayClass of the suite's own Gateways (default: first Accepted)",
+    )
+    group.addoption(
+        "--model-header",
+        default=MODEL_HEADER,
+        help=f"the header the platform routes on the model by ({MODEL_HEADER})",
+    )
+    group.addoption(
+        "--epp-image", default=EPP_IMAGE, help="the endpoint picker the InferencePool checks deploy"
     )
     group.addoption(
         "--timeout-scale",

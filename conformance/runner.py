@@ -66,6 +66,11 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
     if settings.autoscaler_node_group:
         args += ["--autoscaler-node-group", settings.autoscaler_node_group]
     args += ["--autoscaler-timeout", str(settings.autoscaler_timeout_s)]
+    if settings.gateway:
+        args += ["--gateway", settings.gateway]
+    if settings.gateway_class:
+        args += ["--gateway-class", settings.gateway_class]
+    args += ["--model-header", settings.model_header, "--epp-image", settings.epp_image]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +17,9 @@ ALLOCATION_MODES: tuple[AllocationMode, ...] = ("auto", "dra", "device-plugin")
 DEFAULT_PROFILE = "cncf-ai-v1.35"
 # Operators kaic knows how to verify (conformance/checks/_operators.py); none named = detect.
 OPERATORS = ("lws", "kueue", "kuberay", "kubeflow-trainer")
+# The header Gateway API Inference Extension's body-based routing fills with the request's model.
+MODEL_HEADER = "X-Gateway-Model-Name"
+EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,22 @@ class Settings:
     metrics_endpoint: str = ""
     autoscaler_node_group: str = ""
     autoscaler_timeout_s: float = 900.0
+    gateway: str = ""  # NAMESPACE/NAME of a Gateway to test instead of the suite's own
+    gateway_class: str = ""
+    model_header: str = MODEL_HEADER
+    epp_image: str = EPP_IMAGE
     keep_on_failure: bool = False
     output: Path | None = None
+
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+
+
+def gateway_ref(text: str) -> str:
+    """`--gateway`'s value: NAMESPACE/NAME."""
+    if not re.fullmatch(f"{_DNS_LABEL}/{_DNS_LABEL}", text):
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME of a Gateway, got {text!r}")
+    return text
 
 
 def settings_from(options: Any, run_id: str) -> Settings:
@@ -55,6 +74,10 @@ def settings_from(options: Any, run_id: str) -> Settings:
         metrics_endpoint=getattr(options, "metrics_endpoint", None) or "",
         autoscaler_node_group=getattr(options, "autoscaler_node_group", None) or "",
         autoscaler_timeout_s=float(getattr(options, "autoscaler_timeout", None) or 900.0),
+        gateway=getattr(options, "gateway", None) or "",
+        gateway_class=getattr(options, "gateway_class", None) or "",
+        model_header=getattr(options, "model_header", None) or MODEL_HEADER,
+        epp_image=getattr(options, "epp_image", None) or EPP_IMAGE,
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

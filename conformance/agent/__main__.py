@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from conformance.agent import devices, load, serve
+from conformance.agent import devices, load, serve, traffic
 
 
 def _lifetime(cmd: argparse.ArgumentParser) -> None:
@@ -66,7 +66,26 @@ def main(argv: list[str] | None = None) -> int:
                          help="take this long per request")  # fmt: skip
     load_cmd = sub.add_parser("burn", help="keep this container's accelerators busy")
     load_cmd.add_argument("--seconds", type=float, default=60)
+    send = sub.add_parser("traffic", help="send model requests to a URL, count who answered")
+    send.add_argument("--url", required=True, help="e.g. http://GATEWAY:8080/v1/completions")
+    send.add_argument("--count", type=int, default=100)
+    send.add_argument("--model", action="append", default=[], metavar="NAME",
+                      help="model to ask for (repeat: requests take turns)")  # fmt: skip
+    send.add_argument("--model-header", default="", metavar="HEADER",
+                      help="also name the model in this header")  # fmt: skip
+    send.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    send.add_argument("--prompt-prefix", default="", help="text every prompt starts with")
+    send.add_argument("--warmup", type=float, default=0, metavar="SECONDS",
+                      help="first wait up to this long for one success")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.command == "traffic":
+        headers = dict(h.split(":", 1) for h in args.header if ":" in h)
+        plan = traffic.Plan(args.url, args.count, args.model or ["kaic-probe"],
+                            args.model_header, {k.strip(): v.strip() for k, v in headers.items()},
+                            args.prompt_prefix, args.warmup)  # fmt: skip
+        json.dump(traffic.run(plan), sys.stdout, sort_keys=True)
+        sys.stdout.write("\n")
+        return 0
     if args.command == "burn":
         return load.burn(args.seconds)
     if args.command == "serve":

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from conformance.checks._status import condition
 from conformance.cluster import Cluster
 from conformance.failures import fail
 from conformance.fixtures import Kube
@@ -103,13 +104,6 @@ def workload_of(job: str) -> Callable[[list[Obj]], Obj | None]:
         return None
 
     return find
-
-
-def condition(obj: Obj | None, kind: str) -> Obj | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
-            return dict(cond)
-    return None
 
 
 def wait_workload(

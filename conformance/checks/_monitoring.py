@@ -160,10 +160,14 @@ def model_server(
     queue_depth: int = 0,
     accelerator: dict[str, Any] | None = None,
     claim_templates: dict[str, str] | None = None,
+    model: str = "",
+    labels: dict[str, str] | None = None,
 ) -> Obj:
     """A pod running the agent's model server, ready once it answers /health; `accelerator` is
     what the container asks for (claims or limits, from DeviceRequest.ask)."""
     command = [*SERVE_COMMAND, "--queue-depth", str(queue_depth)]
+    if model:
+        command += ["--model", model]
     container = pods.container("server", command=command, **(accelerator or {}))
     container["ports"] = [{"name": "http", "containerPort": SERVE_PORT, "protocol": "TCP"}]
     container["env"] = [
@@ -175,7 +179,7 @@ def model_server(
         "httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 2,
     }  # fmt: skip
     manifest = pods.pod(name, [container], tolerate_gpus=accelerator is not None,
-                        claim_templates=claim_templates)  # fmt: skip
+                        claim_templates=claim_templates, labels=labels)  # fmt: skip
     manifest["spec"]["restartPolicy"] = "Always"
     return manifest
 

@@ -7,7 +7,6 @@ import time
 
 from conformance.checks._kueue import (
     admitted,
-    condition,
     kueue_api,
     pending_reason,
     private_queues,
@@ -16,6 +15,7 @@ from conformance.checks._kueue import (
     wait_workload,
     workload_of,
 )
+from conformance.checks._status import condition
 from conformance.checks.registry import check
 from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.wait import WaitTimeout

@@ -127,9 +127,9 @@ def test_cleanup_with_missing_kubeconfig(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_list_prints_every_requirement(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["list", "--profile", "cncf-ai-v1.35"]) == 0
+    assert main(["list", "--profile", "cncf-ai-v1.36"]) == 0
     out = capsys.readouterr().out
-    for req in load_profile("cncf-ai-v1.35").requirements:
+    for req in load_profile("cncf-ai-v1.36").requirements:
         assert req.id in out
     assert "not-implemented" in out
     assert "cluster.reachable" in out

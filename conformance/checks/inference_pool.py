@@ -1,0 +1,142 @@
+"""Advanced inference ingress: the platform's gateway routes to an InferencePool through the
+real endpoint picker, which picks among the pool's Ready pods by what they report (queue depth,
+KV-cache load) and by prompt prefix. Traffic assertions are statistical; the counts are in the
+evidence."""
+
+from __future__ import annotations
+
+from conformance.checks import _gateway as gw
+from conformance.checks import _pools as pl
+from conformance.checks.registry import check
+from conformance.cluster import ObjectRef
+from conformance.evidence import Evidence
+from conformance.failures import fail
+from conformance.fixtures import Kube
+from conformance.settings import Settings
+
+REQUESTS = 60
+LOADED_QUEUE = 50
+LOADED_KV_CACHE = 0.95
+# Prompts sharing this much text are one conversation to a prefix-aware picker.
+SHARED_PREFIX = "You are a careful assistant for the kaic conformance suite. " * 30
+AFFINITY_SHARE = 0.8
+
+
+@check("inference-pool.accepted", requirements=["advanced_inference_ingress"])
+def test_accepted(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """An HTTPRoute to an InferencePool, and the pool itself, are Accepted with their
+    references resolved by the Gateway; requests through it reach only the pool's pods."""
+    pool = pl.deploy_pool(kube, kaic_settings)
+    pl.wait_accepted(kube, pool)
+    report = gw.traffic(kube, pool.gateway, "pool-client", count=REQUESTS)
+    gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
+    strangers = set(report["pods"]) - set(pool.pods)
+    if strangers:
+        fail(expected=f"only the pool's pods {pool.pods} to serve its requests",
+             observed=f"served by {report['pods']}")  # fmt: skip
+
+
+@check("inference-pool.endpoints-follow-pods", requirements=["advanced_inference_ingress"])
+def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A pod that leaves the pool (deleted) stops receiving its traffic; the others keep
+    serving all of it."""
+    pool = pl.deploy_pool(kube, kaic_settings)
+    pl.wait_accepted(kube, pool)
+    before = gw.traffic(kube, pool.gateway, "before-client", count=REQUESTS)
+    gw.require_all_ok(before, pool.gateway, f"the pods of InferencePool {pool.name}")
+    leaving = pool.pods[0]
+    kube.cluster.delete(ObjectRef("v1", "Pod", leaving, kube.namespace), background=False)
+    kube.cluster.wait_for("v1", "Pod", lambda objs: not objs or None,
+                          awaiting=f"Pod/{kube.namespace}/{leaving} to be gone", timeout_s=120,
+                          namespace=kube.namespace, name=leaving)  # fmt: skip
+    after = gw.traffic(kube, pool.gateway, "after-client", count=REQUESTS)
+    evidence.observe("left", leaving)
+    gw.require_all_ok(after, pool.gateway, f"the remaining pods of {pool.name}")
+    if after["pods"].get(leaving):
+        fail(expected=f"no request to reach {leaving} once deleted",
+             observed=f"it served {after['pods'][leaving]} of {REQUESTS} "
+             f"(before: {before['pods']}; after: {after['pods']})")  # fmt: skip
+
+
+@check("inference-pool.load-aware", requirements=["advanced_inference_ingress"])
+def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """When one pod reports a deep queue and a nearly full KV cache, its share of new requests
+    drops to well under an even share."""
+    pool = pl.deploy_pool(kube, kaic_settings)
+    pl.wait_accepted(kube, pool)
+    busy = pool.pods[0]
+    pool.control(kube, busy, queue_depth=LOADED_QUEUE, kv_cache_usage=LOADED_KV_CACHE)
+    report = gw.traffic(kube, pool.gateway, "load-client", count=REQUESTS)
+    gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
+    got = report["pods"].get(busy, 0)
+    fair = REQUESTS / len(pool.pods)
+    evidence.observe("busy_pod", {"pod": busy, "queue_depth": LOADED_QUEUE,
+                                  "kv_cache_usage": LOADED_KV_CACHE, "served": got,
+                                  "even_share": round(fair, 1)})  # fmt: skip
+    if got > fair / 2:
+        fail(
+            expected=f"{busy} (queue {LOADED_QUEUE}, KV cache {LOADED_KV_CACHE:.0%}) to get "
+            f"under half an even share ({fair / 2:.0f} of {REQUESTS})",
+            observed=f"it served {got}; all: {report['pods']}",
+            next_step=f"the endpoint picker's logs (kubectl -n {kube.namespace} logs "
+            f"deploy/{pool.picker}); does it scrape vllm:num_requests_waiting?",
+        )
+
+
+@check("inference-pool.prefix-affinity", requirements=["advanced_inference_ingress"])
+def test_prefix_affinity(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """Requests sharing a long prompt prefix land on one pod far above chance."""
+    pool = pl.deploy_pool(kube, kaic_settings)
+    pl.wait_accepted(kube, pool)
+    report = gw.traffic(kube, pool.gateway, "prefix-client", count=REQUESTS,
+                        prompt_prefix=SHARED_PREFIX)  # fmt: skip
+    gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
+    top_pod, top = max(report["pods"].items(), key=lambda kv: kv[1], default=("", 0))
+    evidence.observe("affinity", {"prefix_chars": len(SHARED_PREFIX), "top_pod": top_pod,
+                                  "top_share": round(top / REQUESTS, 2),
+                                  "chance": round(1 / len(pool.pods), 2)})  # fmt: skip
+    if top < AFFINITY_SHARE * REQUESTS:
+        fail(
+            expected=f"at least {AFFINITY_SHARE:.0%} of {REQUESTS} requests sharing a "
+            f"{len(SHARED_PREFIX)}-character prefix on one pod (chance: "
+            f"{1 / len(pool.pods):.0%})",
+            observed=f"served by {report['pods']}",
+            next_step="check that the endpoint picker runs its prefix-cache scorer",
+        )
+
+
+@check("inference-pool.invalid-picker", requirements=["advanced_inference_ingress"])
+def test_invalid_picker(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A pool whose endpoint picker reference names no Service gets ResolvedRefs=False, and
+    requests to it fail with a server error rather than reaching a pod."""
+    pool = pl.deploy_pool(kube, kaic_settings, name="orphan", picker="kaic-no-such-picker")
+    found = gw.wait_parent_conditions(kube, pl.POOL_API, "InferencePool", pool.name,
+                                      pool.gateway, {"ResolvedRefs": "False"})  # fmt: skip
+    evidence.observe("pool_status", gw.parent_status(found, pool.gateway))
+    report = gw.traffic(kube, pool.gateway, "orphan-client", count=10, warmup_s=0)
+    served = sum(report["pods"].values())
+    errors = sum(n for code, n in report["status"].items() if code.startswith("5"))
+    if served or errors != report["sent"]:
+        fail(
+            expected="every request to a pool without a picker to get a 5xx",
+            observed=f"status counts {report['status']}, served by {report['pods']}",
+        )
+
+
+@check("inference-pool.fail-open", requirements=["advanced_inference_ingress"])
+def test_fail_open(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A FailOpen pool keeps serving from its pods when its endpoint picker goes away."""
+    pool = pl.deploy_pool(kube, kaic_settings, failure_mode="FailOpen")
+    pl.wait_accepted(kube, pool)
+    before = gw.traffic(kube, pool.gateway, "before-client", count=20)
+    gw.require_all_ok(before, pool.gateway, f"the pods of InferencePool {pool.name}")
+    kube.cluster.delete(ObjectRef("apps/v1", "Deployment", pool.picker, kube.namespace),
+                        background=False)  # fmt: skip
+    kube.cluster.wait_for("v1", "Pod", lambda objs: not objs or None,
+                          awaiting=f"the endpoint picker's pods ({pool.picker}) to be gone",
+                          timeout_s=180, namespace=kube.namespace,
+                          label_selector=f"app.kubernetes.io/name={pool.picker}")  # fmt: skip
+    after = gw.traffic(kube, pool.gateway, "after-client", count=REQUESTS)
+    evidence.observe("picker_down", {"before": before["pods"], "after": after["status"]})
+    gw.require_all_ok(after, pool.gateway, f"the pods of FailOpen pool {pool.name} with its "
+                      "picker down")  # fmt: skip
