@@ -114,6 +114,10 @@ def test_bad_option_value(capsys: pytest.CaptureFixture[str]) -> None:
     one_line_error(capsys, main(["run", "--timeout-scale", "-1"]), "must be positive")
 
 
+def test_bad_gateway_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    one_line_error(capsys, main(["run", "--gateway", "just-a-name"]), "NAMESPACE/NAME")
+
+
 def test_bad_run_id(capsys: pytest.CaptureFixture[str]) -> None:
     one_line_error(
         capsys,

@@ -1,0 +1,98 @@
+"""Inference routing helpers: statistics, status lookup, the Gateway's URL, flag validation."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from conformance.checks import _gateway as gw
+from conformance.checks import _pools as pl
+from conformance.checks import _status as st
+from conformance.failures import CheckFailure
+from conformance.settings import gateway_ref
+
+GATEWAY = gw.Gateway("infra", "edge", "10.0.0.5", 8080, "eg", own=False)
+
+
+def test_binomial_tolerance() -> None:
+    assert gw.within(140, 200, 0.7)
+    assert gw.within(120, 200, 0.7)  # 3.1 standard deviations off
+    assert not gw.within(100, 200, 0.7)
+    assert not gw.within(200, 200, 0.7)
+    assert gw.within(0, 20, 0.0) and not gw.within(5, 20, 0.0)
+
+
+def test_url_brackets_ipv6() -> None:
+    assert GATEWAY.url() == "http://10.0.0.5:8080/v1/completions"
+    v6 = gw.Gateway("a", "b", "fd00::1", 80, "c", own=True)
+    assert v6.url("/v1/models") == "http://[fd00::1]:80/v1/models"
+
+
+def route(parents: list[dict[str, Any]], namespace: str = "infra") -> dict[str, Any]:
+    return {"metadata": {"name": "r", "namespace": namespace}, "status": {"parents": parents}}
+
+
+def test_parent_status_matches_name_and_namespace() -> None:
+    ours = {"parentRef": {"name": "edge"}, "conditions": [{"type": "Accepted", "status": "True"}]}
+    assert gw.parent_status(route([ours]), GATEWAY) == ours
+    # same name, but the ref defaults to the route's own namespace, which is another one
+    assert gw.parent_status(route([ours], namespace="apps"), GATEWAY) is None
+    explicit = {"parentRef": {"name": "edge", "namespace": "infra"}, "conditions": []}
+    assert gw.parent_status(route([explicit], namespace="apps"), GATEWAY) == explicit
+
+
+def test_condition_summary_names_reasons_of_false_ones() -> None:
+    conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted"},
+                  {"type": "Programmed", "status": "False", "reason": "AddressNotAssigned",
+                   "message": "No addresses have been assigned"}]  # fmt: skip
+    assert st.is_true(conditions, "Accepted") and not st.is_true(conditions, "Programmed")
+    assert st.brief(conditions) == (
+        "Accepted=True (Accepted), Programmed=False "
+        "(AddressNotAssigned: No addresses have been assigned)"
+    )
+
+
+class Classes:
+    def __init__(self, *classes: dict[str, Any]) -> None:
+        self.classes = list(classes)
+
+    def list_objects(self, api_version: str, kind: str, **_: Any) -> list[dict[str, Any]]:
+        assert (api_version, kind) == (gw.GATEWAY_API, "GatewayClass")
+        return self.classes
+
+
+def gateway_class(name: str, accepted: str) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"controllerName": f"example.com/{name}"},
+            "status": {"conditions": [{"type": "Accepted", "status": accepted,
+                                       "reason": "Waiting"}]}}  # fmt: skip
+
+
+def test_accepted_class_skips_unaccepted_ones() -> None:
+    found = gw.accepted_class(Classes(gateway_class("a", "False"), gateway_class("b", "True")), "")  # type: ignore[arg-type]
+    assert found["metadata"]["name"] == "b"
+    with pytest.raises(CheckFailure, match=r"GatewayClass a to be Accepted.*a \(example.com/a\)"):
+        gw.accepted_class(Classes(gateway_class("a", "False")), "a")  # type: ignore[arg-type]
+    with pytest.raises(CheckFailure, match="observed 0 GatewayClass"):
+        gw.accepted_class(Classes(), "")  # type: ignore[arg-type]
+
+
+def test_pool_manifest_and_picker() -> None:
+    pool = pl.pool_manifest("p", "p-epp", "FailOpen")
+    assert pool["spec"]["selector"]["matchLabels"] == {pl.POOL_LABEL: "p"}
+    assert pool["spec"]["endpointPickerRef"] == {"name": "p-epp", "port": {"number": 9002},
+                                                 "failureMode": "FailOpen"}  # fmt: skip
+    kinds = [o["kind"] for o in pl.picker_objects("p-epp", "p", "img")]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"]
+
+
+@pytest.mark.parametrize("text", ["ns/name", "kaic-system/inference-gateway"])
+def test_gateway_ref_accepts(text: str) -> None:
+    assert gateway_ref(text) == text
+
+
+@pytest.mark.parametrize("text", ["name", "ns/", "/name", "a/b/c", "NS/Name"])
+def test_gateway_ref_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="NAMESPACE/NAME"):
+        gateway_ref(text)
