@@ -28,7 +28,8 @@ def alpha() -> Iterator[str]:
 
 def test_counts_by_pod_and_model(alpha: str) -> None:
     report = traffic.run(traffic.Plan(alpha, 6, ["kaic-alpha"]))
-    assert report["sent"] == 6 and report["ok"] == 6
+    assert report["sent"] == 6
+    assert report["ok"] == 6
     assert report["status"] == {"200": 6}
     assert report["pods"] == {"alpha-0": 6}
     assert report["pods_by_model"] == {"kaic-alpha": {"alpha-0": 6}}
@@ -59,11 +60,14 @@ def closed_port() -> int:
 def test_unreachable_url_is_reported_not_raised() -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1/completions"
     report = traffic.run(traffic.Plan(url, 2, ["m"], warmup_s=0.3))
-    assert report["ok"] == 0 and report["status"] == {"0": 2}
+    assert report["ok"] == 0
+    assert report["status"] == {"0": 2}
     assert "Connection" in next(iter(report["errors"]))
-    assert report["warmup_s"] >= 0.3 and "Connection" in report["warmup_error"]
+    assert report["warmup_s"] >= 0.3
+    assert "Connection" in report["warmup_error"]
 
 
 def test_warmup_ends_at_the_first_success(alpha: str) -> None:
     report = traffic.run(traffic.Plan(alpha, 1, ["kaic-alpha"], warmup_s=30))
-    assert report["warmup_s"] < 5 and "warmup_error" not in report
+    assert report["warmup_s"] < 5
+    assert "warmup_error" not in report

@@ -21,7 +21,8 @@ def test_binomial_tolerance() -> None:
     assert gw.within(120, 200, 0.7)  # 3.1 standard deviations off
     assert not gw.within(100, 200, 0.7)
     assert not gw.within(200, 200, 0.7)
-    assert gw.within(0, 20, 0.0) and not gw.within(5, 20, 0.0)
+    assert gw.within(0, 20, 0.0)
+    assert not gw.within(5, 20, 0.0)
 
 
 def test_url_brackets_ipv6() -> None:
@@ -47,7 +48,8 @@ def test_condition_summary_names_reasons_of_false_ones() -> None:
     conditions = [{"type": "Accepted", "status": "True", "reason": "Accepted"},
                   {"type": "Programmed", "status": "False", "reason": "AddressNotAssigned",
                    "message": "No addresses have been assigned"}]  # fmt: skip
-    assert st.is_true(conditions, "Accepted") and not st.is_true(conditions, "Programmed")
+    assert st.is_true(conditions, "Accepted")
+    assert not st.is_true(conditions, "Programmed")
     assert st.brief(conditions) == (
         "Accepted=True (Accepted), Programmed=False "
         "(AddressNotAssigned: No addresses have been assigned)"
