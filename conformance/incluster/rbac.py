@@ -22,7 +22,13 @@ MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
 # (api group, resources, verbs, who needs it)
 RULES: list[tuple[str, list[str], list[str], str]] = [
     ("", ["namespaces"], MANAGE, "a fresh namespace per check; the end-of-run sweep"),
-    ("", ["serviceaccounts"], READ, "a new namespace is ready once its default account exists"),
+    (
+        "",
+        ["serviceaccounts"],
+        MANAGE,
+        "a new namespace is ready once its default account exists; inference-pool.*: the "
+        "endpoint picker's own account",
+    ),
     ("", ["pods"], MANAGE, "probe pods of every check"),
     ("", ["pods/log"], ["get"], "the probe agent's report is its log"),
     ("", ["nodes"], READ, "accelerator inventory: capacity, labels, taints"),
@@ -49,8 +55,9 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
     (
         "",
         ["services"],
-        ["get", "list"],
-        "operator.*: the Services webhooks call; ai-service-metrics.*: finding Prometheus",
+        MANAGE,
+        "operator.*: the Services webhooks call; ai-service-metrics.*: finding Prometheus; "
+        "gateway-api.* and inference-pool.*: the model servers' and the picker's Services",
     ),
     (
         "",
@@ -103,6 +110,27 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         "kueue.* and gang.* create a private flavor and queues",
     ),
     ("kueue.x-k8s.io", ["workloads"], READ, "admission of Kueue workloads"),
+    ("gateway.networking.k8s.io", ["gatewayclasses"], READ, "gateway-api.*: an Accepted class"),
+    (
+        "gateway.networking.k8s.io",
+        ["gateways", "httproutes"],
+        MANAGE,
+        "gateway-api.* and inference-pool.*: the suite's Gateway and routes",
+    ),
+    ("inference.networking.k8s.io", ["inferencepools"], MANAGE, "inference-pool.*: the pools"),
+    (
+        "inference.networking.x-k8s.io",
+        ["inferenceobjectives", "inferencemodelrewrites"],
+        READ,
+        "inference-pool.*: granted on to the endpoint picker (RBAC allows granting only what one "
+        "holds)",
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        ["roles", "rolebindings"],
+        MANAGE,
+        "inference-pool.*: the endpoint picker's Role (read pods and pools) and its binding",
+    ),
     (
         "leaderworkerset.x-k8s.io",
         ["leaderworkersets"],

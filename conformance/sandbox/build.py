@@ -71,6 +71,10 @@ BUILDS = (
              "-s -w -X github.com/prometheus/common/version.Version=3.16.0")),
     GoBuild("prometheus-adapter", ("sigs.k8s.io/prometheus-adapter/cmd/adapter",),
             ("prometheus-adapter",), ("-ldflags", "-s -w")),
+    # Data only: the CRDs of the Gateway API and of its Inference Extension.
+    GoBuild("gateway-api", (), (), (), "sigs.k8s.io/gateway-api", ("config/crd/standard",)),
+    GoBuild("inference-extension", (), (), (), "sigs.k8s.io/gateway-api-inference-extension",
+            ("config/crd/bases",)),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"
@@ -175,12 +179,17 @@ def _build_part(go: str, step: GoBuild, progress: Progress) -> Path:
     work = _staging(target)
     log = work / "build.log"
     started = time.monotonic()
-    progress(f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)")
+    progress(
+        f"building {', '.join(step.binaries)} (go build in {step.module_dir}/)"
+        if step.packages
+        else f"fetching {step.data_module} ({', '.join(step.data)})"
+    )
     module = components_dir() / step.module_dir
     _run([go, "mod", "download"], module, log)
-    out = work / "bin" / step.binaries[0] if len(step.binaries) == 1 else work / "bin"
-    _run([go, "build", *step.flags, "-o", f"{out}/" if out.is_dir() else str(out),
-          *step.packages], module, log)  # fmt: skip
+    if step.packages:
+        out = work / "bin" / step.binaries[0] if len(step.binaries) == 1 else work / "bin"
+        _run([go, "build", *step.flags, "-o", f"{out}/" if out.is_dir() else str(out),
+              *step.packages], module, log)  # fmt: skip
     if step.data:
         source = _module_dir(go, step.module_dir, step.data_module)
         for folder in step.data:

@@ -56,7 +56,7 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _docs(path: Path) -> list[Obj]:
+def docs(path: Path) -> list[Obj]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
@@ -68,7 +68,7 @@ def _crds(
 ) -> list[Obj]:
     crds = []
     for path in sorted(directory.glob("*.yaml")):
-        for crd in _docs(path):
+        for crd in docs(path):
             if conversion_url and crd["metadata"]["name"] in converted:
                 crd["spec"]["conversion"] = {
                     "strategy": "Webhook",
@@ -111,7 +111,7 @@ def _webhooks(
 ) -> list[Obj]:
     configs = []
     patches = _kustomize_patches(manifest.parent)
-    for config in _docs(manifest):
+    for config in docs(manifest):
         kept = []
         for hook in config.get("webhooks", []):
             patch = patches.get((config["metadata"]["name"], hook["name"]), {})
@@ -135,7 +135,7 @@ def _namespace(name: str) -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def _wait_crds(cluster: Cluster, crds: list[Obj]) -> None:
+def wait_crds(cluster: Cluster, crds: list[Obj]) -> None:
     names = {c["metadata"]["name"] for c in crds}
 
     def established(objs: list[Obj]) -> bool | None:
@@ -190,7 +190,7 @@ def start_kueue(
                  KUEUE_CONVERTED)  # fmt: skip
     for crd in crds:
         apply(cluster, crd)
-    _wait_crds(cluster, crds)
+    wait_crds(cluster, crds)
     frameworks = ["batch/job", "pod"] + (["leaderworkerset.x-k8s.io/leaderworkerset"]
                                           if with_lws else [])  # fmt: skip
     config = {
@@ -264,7 +264,7 @@ def start_lws(
     crds = _crds(data / "lws/config/crd/bases", None, ca_pem)
     for crd in crds:
         apply(cluster, crd)
-    _wait_crds(cluster, crds)
+    wait_crds(cluster, crds)
     config = {
         "apiVersion": "config.lws.x-k8s.io/v1alpha1",
         "kind": "Configuration",

@@ -20,13 +20,22 @@ from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.resources import data_path
-from conformance.sandbox import controllers, monitoring, netns, pki, processes, topology
+from conformance.sandbox import (
+    controllers,
+    gateway,
+    monitoring,
+    netns,
+    pki,
+    processes,
+    topology,
+)
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
+    "gateway",
 )  # fmt: skip
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
@@ -372,6 +381,9 @@ def _start_controllers(
     if "kueue" not in box.without:
         for obj in controllers.kueue_platform_queues():
             apply(cluster, obj)
+    if "gateway" not in box.without:
+        say("installing the Gateway API and InferencePool CRDs (no gateway implementation yet)")
+        gateway.install_crds(cluster, apply, data)
     _apply_faults(box, cluster)
 
 

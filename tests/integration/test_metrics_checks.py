@@ -21,7 +21,8 @@ ACCELERATOR = [
     "accelerator-metrics.per-device", "accelerator-metrics.pod-attribution",
     "accelerator-metrics.utilization-follows-load",
 ]  # fmt: skip
-NO_PROMETHEUS = {"without": ["prometheus"], "breaks": ["exporter-no-memory"]}
+# Also without the Gateway API (test_inference_routing.py uses this sandbox too).
+NO_PROMETHEUS = {"without": ["prometheus", "gateway"], "breaks": ["exporter-no-memory"]}
 NO_EXPORTER = {
     "without": ["accelerator-exporter", "prometheus-adapter"],
     "breaks": ["prometheus-no-workload-scrape"],

@@ -1,0 +1,75 @@
+"""Inference routing checks on the sandbox. It serves the Gateway API and InferencePool CRDs but
+runs no Gateway API implementation yet (docs/sandbox.md), so the checks must fail there naming
+what is missing, and fail differently when the Gateway API is not served at all; disaggregated
+inference is not applicable where no prefill/decode deployment exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import MakeSandbox
+from tests.integration.test_accelerator_checks import run, statuses
+from tests.integration.test_metrics_checks import NO_PROMETHEUS
+
+pytestmark = pytest.mark.sandbox
+
+GATEWAY = ["gateway-api.gateway-programmed", "gateway-api.weighted-split",
+           "gateway-api.header-routing"]  # fmt: skip
+POOL = [
+    "inference-pool.accepted", "inference-pool.endpoints-follow-pods", "inference-pool.load-aware",
+    "inference-pool.prefix-affinity", "inference-pool.invalid-picker", "inference-pool.fail-open",
+]  # fmt: skip
+SELECTION = ["--check", "gateway-api.*", "--check", "inference-pool.*",
+             "--check", "disaggregated-inference.*"]  # fmt: skip
+
+
+def requirement_statuses(out: Path) -> dict[str, str]:
+    data = json.loads((out / "results.json").read_text())
+    return {r["id"]: r["status"] for r in data["requirements"]}
+
+
+def test_without_an_accepted_gateway_class_routing_checks_fail(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    checks = run(sandbox, tmp_path, *SELECTION, profile="inference")
+    assert statuses(checks) == {
+        **dict.fromkeys(GATEWAY + POOL, "failed"),
+        "disaggregated-inference.prefill-decode": "not-applicable",
+    }
+    for check_id in GATEWAY + POOL:
+        message = checks[check_id]["message"]
+        assert "expected a GatewayClass Accepted by its controller" in message, message
+        assert "observed 0 GatewayClass(es)" in message
+        assert "install the Gateway API CRDs" in message
+    skipped = checks["disaggregated-inference.prefill-decode"]["message"]
+    assert "no Ready pods labelled llm-d.ai/role=prefill" in skipped
+    found = requirement_statuses(tmp_path)
+    assert found["ai_inference"] == "failed"
+    assert found["advanced_inference_ingress"] == "failed"
+    assert found["disaggregated_inference"] == "not-applicable"
+
+
+def test_a_named_gateway_that_does_not_exist_fails(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "gateway-api.gateway-programmed",
+                 "--gateway", "kaic-system/inference-gateway", profile="inference")  # fmt: skip
+    message = checks["gateway-api.gateway-programmed"]["message"]
+    assert checks["gateway-api.gateway-programmed"]["status"] == "failed"
+    assert "the Gateway --gateway names, Gateway/kaic-system/inference-gateway" in message
+    assert "it does not exist" in message
+
+
+def test_without_the_gateway_api_routing_checks_fail(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    box = sandbox_factory(**NO_PROMETHEUS)
+    checks = run(box, tmp_path, "--check", "gateway-api.*", "--check", "inference-pool.*",
+                 profile="inference")  # fmt: skip
+    assert statuses(checks) == dict.fromkeys(GATEWAY + POOL, "failed")
+    for check_id in GATEWAY + POOL:
+        message = checks[check_id]["message"]
+        assert "the Gateway API (gateway.networking.k8s.io/v1: GatewayClass, Gateway, " in message
+        assert "observed not served: GatewayClass, Gateway, HTTPRoute" in message
