@@ -195,6 +195,20 @@ def http_route(name: str, gateway: Gateway, rules: Sequence[Obj]) -> Obj:
     }  # fmt: skip
 
 
+def weighted_rule(weights: dict[str, int]) -> Obj:
+    """One rule for every /v1 request, split between Services by weight."""
+    return {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+            "backendRefs": [service_ref(n, w) for n, w in weights.items()]}  # fmt: skip
+
+
+def model_rules(header: str, backends: dict[str, str]) -> list[Obj]:
+    """A rule per model (the header's exact value) to the Service serving it."""
+    return [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
+                          "headers": [{"type": "Exact", "name": header, "value": model}]}],
+             "backendRefs": [service_ref(backend)]}
+            for model, backend in backends.items()]  # fmt: skip
+
+
 def service_ref(name: str, weight: int | None = None) -> Obj:
     ref: Obj = {"name": name, "port": mon.SERVE_PORT}
     if weight is not None:

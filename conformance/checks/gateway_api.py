@@ -30,11 +30,7 @@ def test_weighted_split(kube: Kube, kaic_settings: Settings, evidence: Evidence)
     resolved, and 200 completions through the gateway split within binomial tolerance."""
     gateway = gw.gateway_under_test(kube, kaic_settings, evidence)
     served_by = {name: gw.backend(kube, name)[0] for name in WEIGHTS}
-    route = gw.http_route("weighted", gateway, [{
-        "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-        "backendRefs": [gw.service_ref(n, w) for n, w in WEIGHTS.items()],
-    }])  # fmt: skip
-    kube.apply(route)
+    kube.apply(gw.http_route("weighted", gateway, [gw.weighted_rule(WEIGHTS)]))
     gw.wait_parent_conditions(kube, gw.GATEWAY_API, "HTTPRoute", "weighted", gateway,
                               {"Accepted": "True", "ResolvedRefs": "True"})  # fmt: skip
     report = gw.traffic(kube, gateway, "split-client", count=SPLIT_REQUESTS)
@@ -61,12 +57,7 @@ def test_header_routing(kube: Kube, kaic_settings: Settings, evidence: Evidence)
     header = kaic_settings.model_header
     pod_of = {model: gw.backend(kube, backend, model=model)[0]
               for model, backend in MODELS.items()}  # fmt: skip
-    rules = [{
-        "matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                     "headers": [{"type": "Exact", "name": header, "value": model}]}],
-        "backendRefs": [gw.service_ref(backend)],
-    } for model, backend in MODELS.items()]  # fmt: skip
-    kube.apply(gw.http_route("by-model", gateway, rules))
+    kube.apply(gw.http_route("by-model", gateway, gw.model_rules(header, MODELS)))
     gw.wait_parent_conditions(kube, gw.GATEWAY_API, "HTTPRoute", "by-model", gateway,
                               {"Accepted": "True", "ResolvedRefs": "True"})  # fmt: skip
     report = gw.traffic(kube, gateway, "model-client", count=ROUTED_REQUESTS,

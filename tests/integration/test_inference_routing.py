@@ -11,6 +11,11 @@ from typing import Any
 
 import pytest
 
+from conformance.checks import _gateway as gw
+from conformance.checks import _pools as pl
+from conformance.checks.gateway_api import MODELS, WEIGHTS
+from conformance.cluster import Cluster
+from conformance.settings import EPP_IMAGE, MODEL_HEADER
 from tests.integration.conftest import MakeSandbox
 from tests.integration.test_accelerator_checks import run, statuses
 from tests.integration.test_metrics_checks import NO_PROMETHEUS
@@ -73,3 +78,37 @@ def test_without_the_gateway_api_routing_checks_fail(
         message = checks[check_id]["message"]
         assert "the Gateway API (gateway.networking.k8s.io/v1: GatewayClass, Gateway, " in message
         assert "observed not served: GatewayClass, Gateway, HTTPRoute" in message
+
+
+def kept(sent: Any, stored: Any) -> bool:
+    """Whether everything sent survived (the API server prunes fields a schema does not know)."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(
+            k in stored and kept(v, stored[k]) for k, v in sent.items()
+        )
+    if isinstance(sent, list):
+        return (
+            isinstance(stored, list)
+            and len(sent) == len(stored)
+            and all(kept(a, b) for a, b in zip(sent, stored, strict=True))
+        )
+    return bool(sent == stored)
+
+
+def test_the_checks_objects_fit_the_pinned_schemas(admin: Cluster) -> None:
+    """Every object the routing checks create is valid, field for field, for the Gateway API and
+    Inference Extension CRDs the sandbox serves (and for core RBAC and apps)."""
+    gateway = gw.Gateway("default", "kaic-gateway", "10.0.0.1", gw.LISTENER_PORT, "c", own=True)
+    objects = [
+        gw.gateway_manifest("kaic-gateway", "some-class"),
+        gw.http_route("weighted", gateway, [gw.weighted_rule(WEIGHTS)]),
+        gw.http_route("by-model", gateway, gw.model_rules(MODEL_HEADER, MODELS)),
+        pl.pool_manifest("pool", "pool-epp", "FailOpen"),
+        pl.pool_route("pool-route", gateway, "pool"),
+        *pl.picker_objects("pool-epp", "pool", EPP_IMAGE),
+    ]
+    for obj in objects:
+        obj["metadata"]["namespace"] = "default"
+        stored = admin.dry_run_create(obj)
+        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        assert kept(body, stored), (obj["kind"], body, stored)
