@@ -5,6 +5,7 @@ cluster are split by weight between two model servers and routed by model name."
 from __future__ import annotations
 
 from conformance.checks import _gateway as gw
+from conformance.checks._gateway import GATEWAY_PODS
 from conformance.checks.registry import check
 from conformance.evidence import Evidence
 from conformance.failures import fail
@@ -17,14 +18,14 @@ MODELS = {"kaic-alpha": "alpha", "kaic-beta": "beta"}  # model -> backend servin
 ROUTED_REQUESTS = 60
 
 
-@check("gateway-api.gateway-programmed", requirements=["ai_inference"])
+@check("gateway-api.gateway-programmed", requirements=["ai_inference"], pod_security=GATEWAY_PODS)
 def test_gateway_programmed(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """The Gateway API is served, a GatewayClass is Accepted, and a Gateway gets an address and
     is Programmed."""
     gw.gateway_under_test(kube, kaic_settings, evidence)
 
 
-@check("gateway-api.weighted-split", requirements=["ai_inference"])
+@check("gateway-api.weighted-split", requirements=["ai_inference"], pod_security=GATEWAY_PODS)
 def test_weighted_split(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """An HTTPRoute splitting 70/30 between two model servers is Accepted with its references
     resolved, and 200 completions through the gateway split within binomial tolerance."""
@@ -49,7 +50,7 @@ def test_weighted_split(kube: Kube, kaic_settings: Settings, evidence: Evidence)
         )
 
 
-@check("gateway-api.header-routing", requirements=["ai_inference"])
+@check("gateway-api.header-routing", requirements=["ai_inference"], pod_security=GATEWAY_PODS)
 def test_header_routing(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """Requests naming two models (in the body, and in the header the platform routes on,
     `--model-header`) each reach only the model server of that model."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from conformance.checks import _gateway as gw
 from conformance.checks import _pools as pl
+from conformance.checks._gateway import GATEWAY_PODS
 from conformance.checks.registry import check
 from conformance.cluster import ObjectRef
 from conformance.evidence import Evidence
@@ -22,7 +23,11 @@ SHARED_PREFIX = "You are a careful assistant for the kaic conformance suite. " *
 AFFINITY_SHARE = 0.8
 
 
-@check("inference-pool.accepted", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.accepted",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_accepted(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """An HTTPRoute to an InferencePool, and the pool itself, are Accepted with their
     references resolved by the Gateway; requests through it reach only the pool's pods."""
@@ -36,7 +41,11 @@ def test_accepted(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> No
              observed=f"served by {report['pods']}")  # fmt: skip
 
 
-@check("inference-pool.endpoints-follow-pods", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.endpoints-follow-pods",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A pod that leaves the pool (deleted) stops receiving its traffic; the others keep
     serving all of it."""
@@ -58,7 +67,11 @@ def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Ev
              f"(before: {before['pods']}; after: {after['pods']})")  # fmt: skip
 
 
-@check("inference-pool.load-aware", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.load-aware",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """When one pod reports a deep queue and a nearly full KV cache, its share of new requests
     drops to well under an even share."""
@@ -83,7 +96,11 @@ def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> 
         )
 
 
-@check("inference-pool.prefix-affinity", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.prefix-affinity",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_prefix_affinity(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """Requests sharing a long prompt prefix land on one pod far above chance."""
     pool = pl.deploy_pool(kube, kaic_settings)
@@ -105,7 +122,11 @@ def test_prefix_affinity(kube: Kube, kaic_settings: Settings, evidence: Evidence
         )
 
 
-@check("inference-pool.invalid-picker", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.invalid-picker",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_invalid_picker(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A pool whose endpoint picker reference names no Service gets ResolvedRefs=False, and
     requests to it fail with a server error rather than reaching a pod."""
@@ -123,7 +144,11 @@ def test_invalid_picker(kube: Kube, kaic_settings: Settings, evidence: Evidence)
         )
 
 
-@check("inference-pool.fail-open", requirements=["advanced_inference_ingress"])
+@check(
+    "inference-pool.fail-open",
+    requirements=["advanced_inference_ingress"],
+    pod_security=GATEWAY_PODS,
+)
 def test_fail_open(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A FailOpen pool keeps serving from its pods when its endpoint picker goes away."""
     pool = pl.deploy_pool(kube, kaic_settings, failure_mode="FailOpen")
