@@ -43,7 +43,7 @@ def test_without_an_accepted_gateway_class_routing_checks_fail(
     checks = run(sandbox, tmp_path, *SELECTION, profile="inference")
     assert statuses(checks) == {
         **dict.fromkeys(GATEWAY + POOL, "failed"),
-        "disaggregated-inference.prefill-decode": "not-applicable",
+        "disaggregated-inference.prefill-decode": "skipped",
     }
     for check_id in GATEWAY + POOL:
         message = checks[check_id]["message"]
