@@ -16,6 +16,11 @@ ACTIONLINT         := $(KAIC_CACHE_DIR)/tools/actionlint-$(ACTIONLINT_VERSION)/a
 .PHONY: setup run test lint unit integration bench clean
 
 $(STAMP): pyproject.toml
+	@# the sandbox's kube-proxy needs `nft`; without it the sandbox runs without kube-proxy
+	@command -v nft >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q nftables >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nftables >/dev/null 2>&1; }; }; } || \
+	  echo "note: nftables not installed (not root or no apt-get): the sandbox runs without kube-proxy"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -57,6 +57,9 @@ BUILDS = (
         ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
         ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS),
     ),
+    # Built on its own, so that the four binaries above keep their cached build.
+    GoBuild("kubernetes", ("k8s.io/kubernetes/cmd/kube-proxy",), ("kube-proxy",),
+            ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS)),
     GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w"),
             KWOK_MODULE, ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
                           "kustomize/stage/pod/fast", "kustomize/crd/bases")),

@@ -35,7 +35,7 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway",
+    "gateway", "kube-proxy",
 )  # fmt: skip
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
@@ -226,6 +226,7 @@ def up(
         ca = _start_control_plane(box, bin_dir, pki_dir, logs, say, ports)
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
+        _start_kube_proxy(box, bin_dir, logs, say, ports)
         _start_monitoring(box, say)
     except BaseException:
         down(directory, remove=False)
@@ -306,7 +307,7 @@ def _start_control_plane(
         "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
         "--service-account-key-file", str(sa_key),
         "--service-account-signing-key-file", str(sa_key),
-        "--service-cluster-ip-range", "10.96.0.0/16", "--endpoint-reconciler-type", "none",
+        "--service-cluster-ip-range", netns.SERVICE_CIDR, "--endpoint-reconciler-type", "none",
         "--allow-privileged=true",
         "--requestheader-client-ca-file", str(proxy_ca.cert_path),
         "--requestheader-allowed-names", "front-proxy-client",
@@ -466,6 +467,38 @@ def _start_nodes(
         "v1", "ServiceAccount", lambda objs: objs or None,
         awaiting="the default ServiceAccount", timeout_s=60, namespace="default",
     )  # fmt: skip
+
+
+def _start_kube_proxy(
+    box: Sandbox, bin_dir: Path, logs: Path, say: Progress, ports: processes.Ports
+) -> None:
+    """The real kube-proxy (nftables mode) in the sandbox's namespace: Service ClusterIPs route
+    to their endpoints there, as in a cluster."""
+    if "kube-proxy" in box.without:
+        return
+    why_not = ("pods share the host's loopback (no network namespace of the sandbox's own)"
+               if box.netns is None else None if shutil.which("nft") else
+               "`nft` is not installed (Debian: apt-get install nftables)")  # fmt: skip
+    if why_not:
+        say(f"kube-proxy left out, Service ClusterIPs do not route: {why_not}")
+        return
+    say("starting kube-proxy (nftables mode): Service ClusterIPs route to their pods")
+    _topo, nodes = topology.load()
+    healthz = f"127.0.0.1:{ports()}"
+    box.pids["kube-proxy"] = processes.start("kube-proxy", [
+        str(bin_dir / "kube-proxy"), "--kubeconfig", str(box.component_kubeconfig),
+        "--proxy-mode", "nftables", "--hostname-override", nodes[0].name,
+        "--cluster-cidr", box.pod_cidr, "--healthz-bind-address", healthz,
+        "--metrics-bind-address", f"127.0.0.1:{ports()}",
+        # leave the host-wide conntrack settings alone
+        "--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
+        "--conntrack-tcp-timeout-close-wait", "0",
+    ], logs, netns=box.netns)  # fmt: skip
+    _save(box)
+    # /healthz answers 200 once the rules are synced
+    processes.wait_until("kube-proxy", lambda: netns.call(box.netns, lambda: _http_ok(
+        f"http://{healthz}/healthz")), box.pids["kube-proxy"], logs / "kube-proxy.log",
+        timeout_s=60)  # fmt: skip
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import TypeVar
 
 POD_CIDR = "10.244.0.0/16"
+# Service ClusterIPs: local in the namespace, so that connections to them reach the OUTPUT hook
+# where kube-proxy's nftables rules translate them (and are refused where nothing does).
+SERVICE_CIDR = "10.96.0.0/16"
 LOOPBACK_POD_CIDR = "127.100.0.0/16"
 CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
@@ -46,7 +49,8 @@ def available() -> str | None:
 
 def holder_command() -> list[str]:
     """A process that owns the namespace: `lo` up, the pod range local, then it waits."""
-    script = f"ip link set lo up && ip addr add {POD_CIDR} dev lo && exec sleep infinity"
+    script = (f"ip link set lo up && ip addr add {POD_CIDR} dev lo && "
+              f"ip route add local {SERVICE_CIDR} dev lo && exec sleep infinity")  # fmt: skip
     return ["unshare", "--net", "--", "sh", "-c", script]
 
 

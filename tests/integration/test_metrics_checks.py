@@ -23,8 +23,9 @@ ACCELERATOR = [
 ]  # fmt: skip
 # Also without the Gateway API (test_inference_routing.py uses this sandbox too).
 NO_PROMETHEUS = {"without": ["prometheus", "gateway"], "breaks": ["exporter-no-memory"]}
+# Also without kube-proxy (test_sandbox_network.py uses this sandbox too).
 NO_EXPORTER = {
-    "without": ["accelerator-exporter", "prometheus-adapter"],
+    "without": ["accelerator-exporter", "prometheus-adapter", "kube-proxy"],
     "breaks": ["prometheus-no-workload-scrape"],
 }
 

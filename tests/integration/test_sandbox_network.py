@@ -4,7 +4,9 @@ proxy accept, served by probe processes bound to them inside the sandbox's netwo
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +18,8 @@ from conformance import sandbox as sbx
 from conformance.cluster import Cluster
 from conformance.probes import PROBE_IMAGE
 from conformance.sandbox import netns
+from tests.integration.conftest import MakeSandbox, admin_of
+from tests.integration.test_metrics_checks import NO_EXPORTER
 from tests.integration.test_sandbox import scratch_namespace
 
 pytestmark = pytest.mark.sandbox
@@ -78,6 +82,71 @@ def test_pods_get_real_addresses_in_the_sandbox_namespace(
     for path in (f"/api/v1/namespaces/{ns}/pods/echo-0:8080/proxy/",
                  f"/api/v1/namespaces/{ns}/services/echo:80/proxy/"):  # fmt: skip
         assert _get_eventually(admin, path) == "echo-0"
+
+
+FETCH = (
+    "import json, sys, time, urllib.request\n"
+    "deadline, last = time.monotonic() + 20, ''\n"
+    "while time.monotonic() < deadline:\n"
+    "    try:\n"
+    "        body = urllib.request.urlopen(sys.argv[1], timeout=3).read().decode()\n"
+    "        print(json.dumps({'body': body}))\n"
+    "        sys.exit(0)\n"
+    "    except OSError as exc:\n"
+    "        last = str(exc)\n"
+    "        time.sleep(0.5)\n"
+    "print(json.dumps({'error': last}))\n"
+)
+
+
+def fetch_in_cluster(cluster: Cluster, namespace: str, url: str) -> Obj:
+    """GET `url` from a probe pod (retrying for 20 s); what it printed."""
+    cluster.apply({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fetch", "namespace": namespace},
+        "spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "probe", "image": PROBE_IMAGE,
+                                 "command": ["python", "-c", FETCH, url]}]},
+    })  # fmt: skip
+    cluster.wait_for(
+        "v1", "Pod", lambda ps: (ps and ps[0]["status"].get("phase") == "Succeeded") or None,
+        awaiting="the fetch pod to finish", timeout_s=90, namespace=namespace, name="fetch",
+    )  # fmt: skip
+    result: Obj = json.loads(cluster.pod_logs("fetch", namespace).strip().splitlines()[-1])
+    return result
+
+
+def echo_service(cluster: Cluster, namespace: str) -> str:
+    """A serving pod behind a Service; the Service's ClusterIP."""
+    cluster.apply(serving_pod(namespace, "echo-0"))
+    service = cluster.apply({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": namespace},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    })  # fmt: skip
+    return str(service["spec"]["clusterIP"])
+
+
+@pytest.mark.skipif(
+    shutil.which("nft") is None or netns.available() is not None,
+    reason="kube-proxy needs nft and the sandbox's own network namespace",
+)
+def test_cluster_ips_route_through_kube_proxy(
+    sandbox: sbx.Sandbox, admin: Cluster, ns: str
+) -> None:
+    assert "kube-proxy" in sandbox.pids
+    cluster_ip = echo_service(admin, ns)
+    assert ipaddress.ip_address(cluster_ip) in ipaddress.ip_network(netns.SERVICE_CIDR)
+    assert fetch_in_cluster(admin, ns, f"http://{cluster_ip}:80/") == {"body": "echo-0"}
+
+
+@pytest.mark.skipif(netns.available() is not None, reason=f"no netns: {netns.available()}")
+def test_without_kube_proxy_cluster_ips_do_not_route(sandbox_factory: MakeSandbox) -> None:
+    box = sandbox_factory(**NO_EXPORTER)
+    assert "kube-proxy" not in box.pids
+    cluster = admin_of(box)
+    for namespace in scratch_namespace(cluster):
+        cluster_ip = echo_service(cluster, namespace)
+        result = fetch_in_cluster(cluster, namespace, f"http://{cluster_ip}:80/")
+        assert "Connection refused" in result.get("error", ""), result
 
 
 def _get_eventually(cluster: Cluster, path: str, timeout_s: float = 20) -> str:
