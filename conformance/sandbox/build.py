@@ -74,6 +74,7 @@ BUILDS = (
              "-s -w -X github.com/prometheus/common/version.Version=3.16.0")),
     GoBuild("prometheus-adapter", ("sigs.k8s.io/prometheus-adapter/cmd/adapter",),
             ("prometheus-adapter",), ("-ldflags", "-s -w")),
+    GoBuild("coredns", ("github.com/coredns/coredns",), ("coredns",), ("-ldflags", "-s -w")),
     # Data only: the CRDs of the Gateway API and of its Inference Extension.
     GoBuild("gateway-api", (), (), (), "sigs.k8s.io/gateway-api", ("config/crd/standard",)),
     GoBuild("inference-extension", (), (), (), "sigs.k8s.io/gateway-api-inference-extension",

@@ -22,6 +22,7 @@ from conformance.errors import KaicError
 from conformance.resources import data_path
 from conformance.sandbox import (
     controllers,
+    dns,
     gateway,
     monitoring,
     netns,
@@ -35,7 +36,7 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway", "kube-proxy",
+    "gateway", "kube-proxy", "dns",
 )  # fmt: skip
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
@@ -227,6 +228,12 @@ def up(
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
         _start_kube_proxy(box, bin_dir, logs, say, ports)
+        if _with_dns(box):
+            say(
+                "deploying CoreDNS (kube-system/coredns, Service kube-dns at "
+                f"{dns.CLUSTER_IP}; pods' resolv.conf names it)"
+            )
+            dns.deploy(_admin(box), apply, box.directory)
         _start_monitoring(box, say)
     except BaseException:
         down(directory, remove=False)
@@ -440,7 +447,7 @@ def _start_nodes(
     box.pids["probe-runtime"] = processes.start("probe-runtime", [
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
         "--kubeconfig", str(box.component_kubeconfig), "--dir", str(box.directory),
-        "--bin-dir", str(bin_dir),
+        "--bin-dir", str(bin_dir), "--cluster-dns", dns.CLUSTER_IP if _with_dns(box) else "",
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     topo, loaded = topology.load()
@@ -469,18 +476,32 @@ def _start_nodes(
     )  # fmt: skip
 
 
+def _kube_proxy_missing(box: Sandbox) -> str | None:
+    """Why kube-proxy does not run in this sandbox, if it does not."""
+    if "kube-proxy" in box.without:
+        return "--without kube-proxy"
+    if box.netns is None:
+        return "pods share the host's loopback (no network namespace of the sandbox's own)"
+    if shutil.which("nft") is None:
+        return "`nft` is not installed (Debian: apt-get install nftables)"
+    return None
+
+
+def _with_dns(box: Sandbox) -> bool:
+    """Cluster DNS runs where its Service's ClusterIP routes, i.e. with kube-proxy."""
+    return "dns" not in box.without and _kube_proxy_missing(box) is None
+
+
 def _start_kube_proxy(
     box: Sandbox, bin_dir: Path, logs: Path, say: Progress, ports: processes.Ports
 ) -> None:
     """The real kube-proxy (nftables mode) in the sandbox's namespace: Service ClusterIPs route
     to their endpoints there, as in a cluster."""
-    if "kube-proxy" in box.without:
-        return
-    why_not = ("pods share the host's loopback (no network namespace of the sandbox's own)"
-               if box.netns is None else None if shutil.which("nft") else
-               "`nft` is not installed (Debian: apt-get install nftables)")  # fmt: skip
+    why_not = _kube_proxy_missing(box)
     if why_not:
         say(f"kube-proxy left out, Service ClusterIPs do not route: {why_not}")
+        if "dns" not in box.without:
+            say("cluster DNS left out too: its Service address would not route")
         return
     say("starting kube-proxy (nftables mode): Service ClusterIPs route to their pods")
     _topo, nodes = topology.load()

@@ -103,10 +103,13 @@ class Running:
 
 
 class ProbeRuntime:
-    def __init__(self, cluster: Cluster, directory: Path, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, directory: Path, bin_dir: Path | None = None, cluster_dns: str = ""
+    ) -> None:
         self.cluster = cluster
         self.directory = directory
         self.bin_dir = bin_dir
+        self.cluster_dns = cluster_dns
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
         self.device_plugin_in_use: dict[str, set[int]] = {}  # node -> GPU indices handed out
@@ -256,6 +259,7 @@ class ProbeRuntime:
             log_path = cdir / "0.log"
             env = self.env_for(key, pod, container, node)
             env |= self.service_account(pod, workdir)
+            env |= self.resolver(pod, workdir)
             env |= self.host_view(node, cdir)
             uuids = self.device_uuids(node["metadata"]["name"], env)
             if uuids:
@@ -331,12 +335,27 @@ class ProbeRuntime:
         shutil.copyfile(self.directory / "pki" / "ca.crt", directory / "ca.crt")
         return env | {"KAIC_SERVICE_ACCOUNT_DIR": str(directory)}
 
+    def resolver(self, pod: Obj, workdir: Path) -> dict[str, str]:
+        """The pod's /etc/resolv.conf as the kubelet writes it for `dnsPolicy: ClusterFirst`
+        (the default): the cluster DNS Service, the namespace's search path, ndots 5."""
+        policy = pod["spec"].get("dnsPolicy") or "ClusterFirst"
+        if not self.cluster_dns or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+            return {}
+        namespace = pod["metadata"]["namespace"]
+        path = workdir / "resolv.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            f"search {namespace}.svc.{CLUSTER_DOMAIN} svc.{CLUSTER_DOMAIN} "
+            f"{CLUSTER_DOMAIN}\nnameserver {self.cluster_dns}\noptions ndots:5\n"
+        )
+        return {"KAIC_RESOLV_CONF": str(path)}
+
     def launch(
         self, run: Running, container: Obj, env: dict[str, str], cdir: Path, log_path: Path
     ) -> subprocess.Popen[bytes]:
         command = expand(self.command(container), env)
-        if "KAIC_SERVICE_ACCOUNT_DIR" in env and os.geteuid() == 0 and shutil.which("unshare"):
-            command = with_service_account_mount(env["KAIC_SERVICE_ACCOUNT_DIR"], command)
+        if os.geteuid() == 0 and shutil.which("unshare"):
+            command = with_pod_mounts(env, command)
         proc = subprocess.Popen(
             command, cwd=cdir, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -631,17 +650,26 @@ class ProbeRuntime:
 
 
 SERVICE_ACCOUNT_PATH = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is /run
+CLUSTER_DOMAIN = "cluster.local"
 
 
-def with_service_account_mount(directory: str, command: list[str]) -> list[str]:
-    """`command` in a private mount namespace where the pod's token directory is mounted at the
-    standard path (over a tmpfs on /run, so the host's /run is neither changed nor seen)."""
-    script = (
-        'mount -t tmpfs kaic-run /run && mkdir -p "$0" && mount --bind "$1" "$0" '
-        '&& shift 2 && exec "$@"'
-    )
+def with_pod_mounts(env: dict[str, str], command: list[str]) -> list[str]:
+    """`command` in a private mount namespace where what the kubelet mounts into a container is
+    mounted: the pod's token directory at the standard path (over a tmpfs on /run, so the host's
+    /run is neither changed nor seen) and its resolv.conf over /etc/resolv.conf (both paths come
+    from the environment, see service_account and resolver); `command` itself if neither."""
+    steps = []
+    if "KAIC_SERVICE_ACCOUNT_DIR" in env:
+        token = SERVICE_ACCOUNT_PATH
+        steps.append(f'mount -t tmpfs kaic-run /run && mkdir -p {token} && '
+                     f'mount --bind "$KAIC_SERVICE_ACCOUNT_DIR" {token}')  # fmt: skip
+    if "KAIC_RESOLV_CONF" in env:
+        steps.append('mount --bind "$KAIC_RESOLV_CONF" /etc/resolv.conf')
+    if not steps:
+        return command
+    script = " && ".join([*steps, 'exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
-            SERVICE_ACCOUNT_PATH, directory, "--", *command]  # fmt: skip
+            "kaic-pod", *command]  # fmt: skip
 
 
 def container_port(container: Obj, port: Any) -> int | None:
@@ -692,10 +720,15 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--bin-dir", type=Path, help="the sandbox components' programs")
+    parser.add_argument(
+        "--cluster-dns",
+        default="",
+        help="the DNS Service's address for pods' resolv.conf (as the kubelet's)",
+    )
     args = parser.parse_args()
     cfg, context = load_configuration(ConnectOptions(kubeconfig=args.kubeconfig))
     runtime = ProbeRuntime(Cluster(cfg, context=context, run_id="sandbox"), args.dir,
-                           args.bin_dir)  # fmt: skip
+                           args.bin_dir, args.cluster_dns)  # fmt: skip
 
     # `kaic sandbox down` signals only this process's group; probes run in groups of their own
     # (so that deleting one pod kills just its processes), so stop them all before exiting.

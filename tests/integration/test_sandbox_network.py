@@ -15,7 +15,7 @@ import pytest
 from kubernetes.client import ApiException
 
 from conformance import sandbox as sbx
-from conformance.cluster import Cluster
+from conformance.cluster import Cluster, ObjectRef
 from conformance.probes import PROBE_IMAGE
 from conformance.sandbox import netns
 from tests.integration.conftest import MakeSandbox, admin_of
@@ -138,6 +138,23 @@ def test_cluster_ips_route_through_kube_proxy(
     assert fetch_in_cluster(admin, ns, f"http://{cluster_ip}:80/") == {"body": "echo-0"}
 
 
+@pytest.mark.skipif(
+    shutil.which("nft") is None or netns.available() is not None,
+    reason="cluster DNS needs kube-proxy",
+)
+def test_service_names_resolve_through_cluster_dns(
+    sandbox: sbx.Sandbox, admin: Cluster, ns: str
+) -> None:
+    """CoreDNS answers for Services; pods' resolv.conf names it, with the namespace's search
+    path (a bare Service name resolves in the pod's own namespace)."""
+    echo_service(admin, ns)
+    for url in (f"http://echo.{ns}.svc.cluster.local/", "http://echo/"):
+        admin.delete(ObjectRef("v1", "Pod", "fetch", ns), background=False)
+        admin.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
+                       timeout_s=60, namespace=ns, name="fetch")  # fmt: skip
+        assert fetch_in_cluster(admin, ns, url) == {"body": "echo-0"}, url
+
+
 @pytest.mark.skipif(netns.available() is not None, reason=f"no netns: {netns.available()}")
 def test_without_kube_proxy_cluster_ips_do_not_route(sandbox_factory: MakeSandbox) -> None:
     box = sandbox_factory(**NO_EXPORTER)
@@ -147,6 +164,13 @@ def test_without_kube_proxy_cluster_ips_do_not_route(sandbox_factory: MakeSandbo
         cluster_ip = echo_service(cluster, namespace)
         result = fetch_in_cluster(cluster, namespace, f"http://{cluster_ip}:80/")
         assert "Connection refused" in result.get("error", ""), result
+        cluster.delete(ObjectRef("v1", "Pod", "fetch", namespace), background=False)
+        cluster.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
+                         timeout_s=60, namespace=namespace, name="fetch")  # fmt: skip
+        # no cluster DNS either (its address would not route): the name does not resolve
+        result = fetch_in_cluster(cluster, namespace, f"http://echo.{namespace}.svc.cluster.local/")
+        assert "error" in result, result
+        assert "echo-0" not in str(result)
 
 
 def _get_eventually(cluster: Cluster, path: str, timeout_s: float = 20) -> str:
