@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.cluster import Cluster
-from conformance.sandbox.monitoring import Apply
+from conformance.sandbox.monitoring import Apply, deployment_ready
 
 Obj = dict[str, Any]
 NAMESPACE = "kube-system"
@@ -81,10 +81,4 @@ def deploy(cluster: Cluster, apply: Apply, work: Path) -> None:
     corefile.write_text(COREFILE)
     for obj in manifests(corefile):
         apply(cluster, obj)
-    cluster.wait_for(
-        "apps/v1", "Deployment",
-        lambda found: found if found and (found[0].get("status") or {}).get("readyReplicas")
-        else None,
-        awaiting="CoreDNS (Deployment kube-system/coredns) to be ready", timeout_s=90,
-        namespace=NAMESPACE, name=NAME,
-    )  # fmt: skip
+    deployment_ready(cluster, NAMESPACE, NAME, "CoreDNS")

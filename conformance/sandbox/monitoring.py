@@ -100,6 +100,16 @@ def manifests(config_file: Path, node: str) -> list[Obj]:
     ]  # fmt: skip
 
 
+def deployment_ready(cluster: Cluster, namespace: str, name: str, what: str) -> None:
+    cluster.wait_for(
+        "apps/v1", "Deployment",
+        lambda found: found if found and (found[0].get("status") or {}).get("readyReplicas")
+        else None,
+        awaiting=f"{what} (Deployment {namespace}/{name}) to be ready", timeout_s=90,
+        namespace=namespace, name=name,
+    )  # fmt: skip
+
+
 def deploy(
     cluster: Cluster, apply: Apply, work: Path, node: str, *, scrape_workloads: bool
 ) -> None:
@@ -108,13 +118,7 @@ def deploy(
     config_file.write_text(yaml.safe_dump(config(scrape_workloads=scrape_workloads)))
     for obj in manifests(config_file, node):
         apply(cluster, obj)
-    cluster.wait_for(
-        "apps/v1", "Deployment",
-        lambda found: found if found and (found[0].get("status") or {}).get("readyReplicas")
-        else None,
-        awaiting="Prometheus (Deployment monitoring/prometheus) to be ready", timeout_s=90,
-        namespace=NAMESPACE, name=NAME,
-    )  # fmt: skip
+    deployment_ready(cluster, NAMESPACE, NAME, "Prometheus")
     answering(cluster, ProxyTarget("services", NAMESPACE, NAME, PORT), "/-/ready")
 
 

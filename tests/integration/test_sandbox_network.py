@@ -115,6 +115,12 @@ def fetch_in_cluster(cluster: Cluster, namespace: str, url: str) -> Obj:
     return result
 
 
+def remove_fetch(cluster: Cluster, namespace: str) -> None:
+    cluster.delete(ObjectRef("v1", "Pod", "fetch", namespace), background=False)
+    cluster.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
+                     timeout_s=60, namespace=namespace, name="fetch")  # fmt: skip
+
+
 def echo_service(cluster: Cluster, namespace: str) -> str:
     """A serving pod behind a Service; the Service's ClusterIP."""
     cluster.apply(serving_pod(namespace, "echo-0"))
@@ -149,9 +155,7 @@ def test_service_names_resolve_through_cluster_dns(
     path (a bare Service name resolves in the pod's own namespace)."""
     echo_service(admin, ns)
     for url in (f"http://echo.{ns}.svc.cluster.local/", "http://echo/"):
-        admin.delete(ObjectRef("v1", "Pod", "fetch", ns), background=False)
-        admin.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
-                       timeout_s=60, namespace=ns, name="fetch")  # fmt: skip
+        remove_fetch(admin, ns)
         assert fetch_in_cluster(admin, ns, url) == {"body": "echo-0"}, url
 
 
@@ -164,9 +168,7 @@ def test_without_kube_proxy_cluster_ips_do_not_route(sandbox_factory: MakeSandbo
         cluster_ip = echo_service(cluster, namespace)
         result = fetch_in_cluster(cluster, namespace, f"http://{cluster_ip}:80/")
         assert "Connection refused" in result.get("error", ""), result
-        cluster.delete(ObjectRef("v1", "Pod", "fetch", namespace), background=False)
-        cluster.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
-                         timeout_s=60, namespace=namespace, name="fetch")  # fmt: skip
+        remove_fetch(cluster, namespace)
         # no cluster DNS either (its address would not route): the name does not resolve
         result = fetch_in_cluster(cluster, namespace, f"http://echo.{namespace}.svc.cluster.local/")
         assert "error" in result, result
