@@ -153,10 +153,15 @@ def entrypoint(
     return Run(done.returncode, done.stdout, done.stderr, results_dir, [])
 
 
+# The sandbox runs no gateway yet (docs/sandbox.md), so the routing checks fail there by design
+# (test_inference_routing.py shows how); these runs compare everything else.
+NO_GATEWAY = ("--skip", "gateway-api.*", "--skip", "inference-pool.*")
+
+
 def admin_run(sandbox: sbx.Sandbox, output: Path, profile: str) -> dict[str, Any]:
     subprocess.run(
         [sys.executable, "-m", "conformance.cli", "run", "--kubeconfig", str(sandbox.kubeconfig),
-         "--profile", profile, "--output", str(output)],
+         "--profile", profile, "--output", str(output), *NO_GATEWAY],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
     )  # fmt: skip
     data: dict[str, Any] = json.loads((output / "results.json").read_text())
@@ -173,7 +178,9 @@ def test_least_privilege_plugin_run_matches_admin(
 ) -> None:
     port, received = progress_server
     account = bind(rbac.rules())
-    run = entrypoint(sandbox, account, tmp_path / "sonobuoy", port, "--profile", profile)
+    run = entrypoint(
+        sandbox, account, tmp_path / "sonobuoy", port, "--profile", profile, *NO_GATEWAY
+    )
     assert "Traceback" not in run.stderr, run.stderr
     results = run.results
     assert (
