@@ -200,17 +200,22 @@ def http_route(name: str, gateway: Gateway, rules: Sequence[Obj]) -> Obj:
     }  # fmt: skip
 
 
+def v1_rule(backend_refs: list[Obj], headers: Sequence[Obj] = ()) -> Obj:
+    """A rule for the OpenAI API's paths (/v1...), with header matches if any."""
+    match: Obj = {"path": {"type": "PathPrefix", "value": "/v1"}}
+    if headers:
+        match["headers"] = list(headers)
+    return {"matches": [match], "backendRefs": backend_refs}
+
+
 def weighted_rule(weights: dict[str, int]) -> Obj:
     """One rule for every /v1 request, split between Services by weight."""
-    return {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-            "backendRefs": [service_ref(n, w) for n, w in weights.items()]}  # fmt: skip
+    return v1_rule([service_ref(n, w) for n, w in weights.items()])
 
 
 def model_rules(header: str, backends: dict[str, str]) -> list[Obj]:
     """A rule per model (the header's exact value) to the Service serving it."""
-    return [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
-                          "headers": [{"type": "Exact", "name": header, "value": model}]}],
-             "backendRefs": [service_ref(backend)]}
+    return [v1_rule([service_ref(backend)], [{"type": "Exact", "name": header, "value": model}])
             for model, backend in backends.items()]  # fmt: skip
 
 

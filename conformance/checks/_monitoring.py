@@ -11,6 +11,7 @@ from typing import Any
 import requests
 from kubernetes.client import ApiException
 
+from conformance.checks import _status as st
 from conformance.cluster import Cluster, ObjectRef, ProxyTarget
 from conformance.failures import fail
 from conformance.fixtures import Kube
@@ -201,11 +202,7 @@ def deploy_model_server(kube: Kube, name: str, *, queue_depth: int = 0) -> tuple
 
 
 def _first_ready(found: list[Obj]) -> Obj | None:
-    for pod in found:
-        conditions = (pod.get("status") or {}).get("conditions") or []
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-            return pod
-    return None
+    return next((pod for pod in found if st.holds(pod, "Ready")), None)
 
 
 def ready_pod(kube: Kube, name: str, timeout_s: float = 120) -> Obj:

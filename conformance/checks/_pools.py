@@ -107,10 +107,8 @@ def pool_manifest(name: str, picker: str, failure_mode: str) -> Obj:
 
 
 def pool_route(name: str, gateway: gw.Gateway, pool: str) -> Obj:
-    return gw.http_route(name, gateway, [{
-        "matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-        "backendRefs": [{"group": POOL_GROUP, "kind": "InferencePool", "name": pool}],
-    }])  # fmt: skip
+    pool_ref = {"group": POOL_GROUP, "kind": "InferencePool", "name": pool}
+    return gw.http_route(name, gateway, [gw.v1_rule([pool_ref])])
 
 
 def deploy_pool(

@@ -19,6 +19,11 @@ def is_true(conditions: list[Obj] | None, kind: str) -> bool:
     return (find(conditions, kind) or {}).get("status") == "True"
 
 
+def holds(obj: Obj | None, kind: str) -> bool:
+    """Whether the object's `status.conditions` has `kind` True (e.g. a pod's Ready)."""
+    return is_true(((obj or {}).get("status") or {}).get("conditions"), kind)
+
+
 def brief(conditions: list[Obj] | None) -> str:
     """`Accepted=True (Accepted), Programmed=False (AddressNotAssigned: ...)`"""
     out = []

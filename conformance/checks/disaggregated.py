@@ -25,16 +25,12 @@ MODEL_LABEL = "llm-d.ai/model"
 ROLES = ("prefill", "decode")
 
 
-def _ready(pod: Obj) -> bool:
-    return st.is_true((pod.get("status") or {}).get("conditions"), "Ready")
-
-
 def disaggregated_pods(cluster: Cluster) -> dict[str, list[Obj]]:
     """Ready pods by role ("prefill", "decode"; llm-d's "prefill-decode" counts as neither)."""
     by_role: dict[str, list[Obj]] = defaultdict(list)
     for pod in cluster.list_objects("v1", "Pod", label_selector=ROLE_LABEL):
         role = pod["metadata"]["labels"].get(ROLE_LABEL, "")
-        if role in ROLES and _ready(pod):
+        if role in ROLES and st.holds(pod, "Ready"):
             by_role[role].append(pod)
     return dict(by_role)
 

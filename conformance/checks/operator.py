@@ -12,6 +12,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
+from conformance.checks import _status as st
 from conformance.checks._operators import (
     Obj,
     Operator,
@@ -28,11 +29,6 @@ from conformance.fixtures import Kube
 from conformance.settings import Settings
 
 RECONCILE_TIMEOUT_S = 120
-
-
-def _condition(obj: Obj, kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])  # fmt: skip
 
 
 def _api_message(exc: Exception) -> str:
@@ -56,7 +52,7 @@ def test_crds_established(cluster: Cluster, kaic_settings: Settings, evidence: E
             crd = crds[name]
             seen[op.name][name] = [v["name"] for v in crd["spec"]["versions"] if v.get("served")]
             for cond in ("Established", "NamesAccepted"):
-                if not _condition(crd, cond):
+                if not st.holds(crd, cond):
                     problems.append(f"CustomResourceDefinition/{name} ({op.name}) is not {cond}")
     evidence.observe("crds", seen)
     if problems:
@@ -118,12 +114,12 @@ def test_controller_ready(cluster: Cluster, kaic_settings: Settings, evidence: E
                 status = dep.get("status") or {}
                 ready, wanted = status.get("readyReplicas", 0), dep["spec"].get("replicas", 1)
                 evidence.observe(op.name, {ref: f"{ready}/{wanted} ready"})
-                if not _condition(dep, "Available") or ready < max(wanted, 1):
+                if not st.holds(dep, "Available") or ready < max(wanted, 1):
                     problems.append(f"{ref} ({op.name}): {ready}/{wanted} ready, "
-                                    f"Available={_condition(dep, 'Available')}")  # fmt: skip
+                                    f"Available={st.holds(dep, 'Available')}")  # fmt: skip
         elif services:
             pods = [p for s in services for p in _service_pods(cluster, s)]
-            ready = [p for p in pods if _condition(p, "Ready")]
+            ready = [p for p in pods if st.holds(p, "Ready")]
             evidence.observe(op.name, {"pods": [p["metadata"]["name"] for p in pods],
                                        "ready": len(ready)})  # fmt: skip
             if not ready:

@@ -115,6 +115,14 @@ def fetch_in_cluster(cluster: Cluster, namespace: str, url: str) -> Obj:
     return result
 
 
+# kube-proxy (and so cluster DNS, whose address is a ClusterIP) runs with nft, in the sandbox's
+# own network namespace
+NEEDS_KUBE_PROXY = pytest.mark.skipif(
+    shutil.which("nft") is None or netns.available() is not None,
+    reason="kube-proxy needs nft and the sandbox's own network namespace",
+)
+
+
 def remove_fetch(cluster: Cluster, namespace: str) -> None:
     cluster.delete(ObjectRef("v1", "Pod", "fetch", namespace), background=False)
     cluster.wait_for("v1", "Pod", lambda ps: not ps or None, awaiting="no fetch pod",
@@ -131,10 +139,7 @@ def echo_service(cluster: Cluster, namespace: str) -> str:
     return str(service["spec"]["clusterIP"])
 
 
-@pytest.mark.skipif(
-    shutil.which("nft") is None or netns.available() is not None,
-    reason="kube-proxy needs nft and the sandbox's own network namespace",
-)
+@NEEDS_KUBE_PROXY
 def test_cluster_ips_route_through_kube_proxy(
     sandbox: sbx.Sandbox, admin: Cluster, ns: str
 ) -> None:
@@ -144,10 +149,7 @@ def test_cluster_ips_route_through_kube_proxy(
     assert fetch_in_cluster(admin, ns, f"http://{cluster_ip}:80/") == {"body": "echo-0"}
 
 
-@pytest.mark.skipif(
-    shutil.which("nft") is None or netns.available() is not None,
-    reason="cluster DNS needs kube-proxy",
-)
+@NEEDS_KUBE_PROXY
 def test_service_names_resolve_through_cluster_dns(
     sandbox: sbx.Sandbox, admin: Cluster, ns: str
 ) -> None:
