@@ -21,6 +21,10 @@ from conformance.settings import Settings
 Obj = dict[str, Any]
 DRA_API = "resource.k8s.io/v1"
 PROBE_TIMEOUT_S = 180
+HOLD = ("python", "-m", "conformance.agent", "devices", "--hold", "600")
+# NVIDIA GPU feature discovery's labels for shared GPUs (time-slicing, MPS).
+STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
+REPLICAS_LABEL = "nvidia.com/gpu.replicas"
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,18 @@ def delete_pod(kube: Kube, name: str) -> None:
     kube.cluster.delete(ObjectRef("v1", "Pod", name, kube.namespace))
 
 
+def allocatable(node: Obj, resource: str) -> int:
+    return int(((node.get("status") or {}).get("allocatable") or {}).get(resource, 0) or 0)
+
+
+def shares_gpus(node: Obj) -> bool:
+    labels = node["metadata"].get("labels") or {}
+    return (
+        labels.get(STRATEGY_LABEL, "none") not in ("none", "")
+        or int(labels.get(REPLICAS_LABEL, "1") or 1) > 1
+    )
+
+
 DEVICE_PLUGIN_RESOURCES = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 
 
@@ -184,17 +200,20 @@ class DeviceRequest:
     dra: DraTarget | None = None
     resource: str | None = None
 
-    def nodes(self, cluster: Cluster) -> list[str]:
+    def nodes(self, cluster: Cluster, count: int = 1) -> list[str]:
+        """Nodes that can give one pod `count` devices of its own. Nodes that share GPUs
+        (time-slicing, MPS) are left out: there several requested replicas may be one GPU."""
         if self.dra is not None:
-            return sorted({s["spec"]["nodeName"] for s in self.dra.slices
-                           if s["spec"].get("nodeName")})  # fmt: skip
+            per_node: dict[str, int] = {}
+            for s in self.dra.slices:
+                if s["spec"].get("nodeName"):
+                    name = s["spec"]["nodeName"]
+                    per_node[name] = per_node.get(name, 0) + len(s["spec"].get("devices") or [])
+            return sorted(name for name, devices in per_node.items() if devices >= count)
         return [
             n["metadata"]["name"]
             for n in cluster.list_objects("v1", "Node")
-            if int(
-                ((n.get("status") or {}).get("allocatable") or {}).get(self.resource or "", 0) or 0
-            )
-            > 0
+            if allocatable(n, self.resource or "") >= count and not shares_gpus(n)
         ]
 
     def ask(self, kube: Kube, name: str, count: int) -> tuple[dict[str, str], dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conformance.checks._accelerators import (
+    HOLD,
     agent_report,
     device_request,
     finished_pod,
@@ -16,8 +19,6 @@ from conformance.failures import fail
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
-
-HOLD = ("python", "-m", "conformance.agent", "devices", "--hold", "600")
 
 
 @check("secure-access.no-request-no-device", requirements=["secure_accelerator_access"])
@@ -97,10 +98,17 @@ def test_disjoint_devices(kube: Kube, kaic_settings: Settings, evidence: Evidenc
 
 @check("secure-access.count-matches", requirements=["secure_accelerator_access"])
 def test_count_matches(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
-    """A pod that asked for 2 accelerators sees exactly 2."""
+    """A pod that asked for 2 accelerators, on a node that does not share them, sees exactly 2."""
     request = device_request(kube.cluster, kaic_settings)
+    nodes = request.nodes(kube.cluster, count=2)
+    if not nodes:
+        pytest.skip(f"no node offers 2 accelerators of its own ({request.describe()}); nodes "
+                    "that share GPUs (time-slicing, MPS) are not asked")  # fmt: skip
     templates, asked = request.ask(kube, "two", 2)
-    kube.apply(pods.pod("two", [pods.container(**asked)], claim_templates=templates))
+    manifest = pods.pod("two", [pods.container(**asked)], claim_templates=templates)
+    manifest["spec"]["nodeSelector"] = {"kubernetes.io/hostname": nodes[0]}
+    kube.apply(manifest)
+    evidence.observe("node", nodes[0])
     report = agent_report(kube, finished_pod(kube, "two"))
     visible = report.get("visible_devices") or []
     evidence.observe("mode", request.describe())

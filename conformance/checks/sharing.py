@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.checks._accelerators import Obj, running_report
+from conformance.checks._accelerators import (
+    HOLD,
+    REPLICAS_LABEL,
+    STRATEGY_LABEL,
+    Obj,
+    allocatable,
+    running_report,
+)
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
@@ -13,23 +20,16 @@ from conformance.failures import fail
 from conformance.fixtures import Kube
 from conformance.probes import pods
 
-# NVIDIA GPU feature discovery's labels for time-slicing and vGPU.
-STRATEGY_LABEL = "nvidia.com/gpu.sharing-strategy"
-REPLICAS_LABEL = "nvidia.com/gpu.replicas"
+# NVIDIA GPU feature discovery's labels for the physical count and vGPU.
 COUNT_LABEL = "nvidia.com/gpu.count"
 VGPU_LABEL = "nvidia.com/vgpu.present"
 # With renameByDefault the shared replicas are advertised under their own name.
 SHARED_RESOURCES = ("nvidia.com/gpu.shared", "nvidia.com/gpu")
 SCHEDULE_TIMEOUT_S = 120
-HOLD = ("python", "-m", "conformance.agent", "devices", "--hold", "600")
 
 
 def _labels(node: Obj) -> dict[str, str]:
     return dict(node["metadata"].get("labels") or {})
-
-
-def _allocatable(node: Obj, resource: str) -> int:
-    return int(((node.get("status") or {}).get("allocatable") or {}).get(resource, 0) or 0)
 
 
 def time_sliced_nodes(cluster: Cluster) -> list[Obj]:
@@ -94,10 +94,10 @@ def test_time_slicing(kube: Kube, evidence: Evidence) -> None:
     name, labels = node["metadata"]["name"], _labels(node)
     physical = int(labels.get(COUNT_LABEL, "0") or 0)
     replicas = int(labels.get(REPLICAS_LABEL, "1") or 1)
-    resource = next((r for r in SHARED_RESOURCES if _allocatable(node, r)), SHARED_RESOURCES[-1])
+    resource = next((r for r in SHARED_RESOURCES if allocatable(node, r)), SHARED_RESOURCES[-1])
     evidence.observe("node", name)
     evidence.observe("offered", {"physical": physical, "replicas": replicas,
-                                 resource: _allocatable(node, resource)})  # fmt: skip
+                                 resource: allocatable(node, resource)})  # fmt: skip
     if physical < 1:
         fail(
             expected=f"Node/{name} (time-slicing) to say how many physical GPUs it has "
@@ -136,7 +136,7 @@ def test_vgpu_exposed(kube: Kube, evidence: Evidence) -> None:
         pytest.skip(f"no virtualized accelerators offered: no node labelled {VGPU_LABEL}=true")
     node = vgpu[0]
     name = node["metadata"]["name"]
-    resource = next((r for r in SHARED_RESOURCES[::-1] if _allocatable(node, r)), "")
+    resource = next((r for r in SHARED_RESOURCES[::-1] if allocatable(node, r)), "")
     evidence.observe("node", name)
     if not resource:
         fail(
