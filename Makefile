@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	  echo "note: nftables not installed (not root or no apt-get): the sandbox runs without kube-proxy"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sandbox]'
 	touch $(STAMP)
 
 setup: $(STAMP)

