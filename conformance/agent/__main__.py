@@ -77,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--prompt-prefix", default="", help="text every prompt starts with")
     send.add_argument("--warmup", type=float, default=0, metavar="SECONDS",
                       help="first wait up to this long for one success")  # fmt: skip
+    send.add_argument("--warmup-until", choices=("success", "answer"), default="success",
+                      help="what ends the wait: a 200, or any HTTP answer")  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "traffic":
         headers = dict(h.split(":", 1) for h in args.header if ":" in h)
         plan = traffic.Plan(args.url, args.count, args.model or ["kaic-probe"],
                             args.model_header, {k.strip(): v.strip() for k, v in headers.items()},
-                            args.prompt_prefix, args.warmup)  # fmt: skip
+                            args.prompt_prefix, args.warmup, args.warmup_until)  # fmt: skip
         json.dump(traffic.run(plan), sys.stdout, sort_keys=True)
         sys.stdout.write("\n")
         return 0

@@ -5,7 +5,8 @@ request names a model (in the body and, with `--model-header`, in that header to
 that route on a header), carries `x-request-id: <run>-<n>`, and is tallied by HTTP status and by
 the pod that served it (the model server's `x-inference-pod` header). With several `--model`s the
 requests take turns. `--warmup` first waits (up to that long) for one success, since a gateway
-may take a moment to program a route it has accepted. One JSON document is printed at the end.
+may take a moment to program a route it has accepted (`--warmup-until answer`: for any HTTP
+answer, where errors are expected). One JSON document is printed at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Plan:
     headers: dict[str, str] = field(default_factory=dict)
     prompt_prefix: str = ""
     warmup_s: float = 0.0
+    warmup_until: str = "success"  # or "answer": any HTTP status
     timeout_s: float = 10.0
 
 
@@ -66,12 +68,13 @@ def send(plan: Plan, i: int, run: str) -> Reply:
 
 
 def warm_up(plan: Plan, run: str) -> tuple[float, str]:
-    """Seconds until the first success (or the whole wait), and the last failure seen."""
+    """Seconds until the first success (or answer, see Plan.warmup_until; or the whole wait),
+    and the last failure seen."""
     started = time.monotonic()
     last = ""
     while True:
         reply = send(plan, 0, f"{run}-warmup")
-        if reply.status == 200:
+        if reply.status == 200 or (plan.warmup_until == "answer" and reply.status):
             return time.monotonic() - started, ""
         last = reply.error
         if time.monotonic() - started >= plan.warmup_s:

@@ -275,11 +275,14 @@ def wait_parent_conditions(
 def traffic(
     kube: Kube, gateway: Gateway, name: str, *, count: int, models: Sequence[str] = (),
     model_header: str = "", prompt_prefix: str = "", warmup_s: float = WARMUP_S,
+    warmup_until: str = "success",
 ) -> Obj:  # fmt: skip
     """Run the agent's `traffic` command in a pod against the gateway; its report (counts by
-    status, by serving pod and by model)."""
+    status, by serving pod and by model). The warm-up waits for a success, or for any HTTP
+    answer (`warmup_until="answer"`) where errors are what is expected."""
     command = ["python", "-m", "conformance.agent", "traffic", "--url", gateway.url(),
-               "--count", str(count), "--warmup", str(warmup_s)]  # fmt: skip
+               "--count", str(count), "--warmup", str(warmup_s),
+               "--warmup-until", warmup_until]  # fmt: skip
     for model in models:
         command += ["--model", model]
     if model_header:

@@ -134,14 +134,20 @@ def test_invalid_picker(kube: Kube, kaic_settings: Settings, evidence: Evidence)
     found = gw.wait_parent_conditions(kube, pl.POOL_API, "InferencePool", pool.name,
                                       pool.gateway, {"ResolvedRefs": "False"})  # fmt: skip
     evidence.observe("pool_status", gw.parent_status(found, pool.gateway))
-    report = gw.traffic(kube, pool.gateway, "orphan-client", count=10, warmup_s=0)
+    report = gw.traffic(kube, pool.gateway, "orphan-client", count=10, warmup_until="answer")
     served = sum(report["pods"].values())
     errors = sum(n for code, n in report["status"].items() if code.startswith("5"))
     if served or errors != report["sent"]:
+        unanswered = report["status"].get("0", 0)
         fail(
-            expected="every request to a pool without a picker to get a 5xx",
-            observed=f"status counts {report['status']}, served by {report['pods']}",
-        )
+            expected=f"every request through {pool.gateway.ref} to InferencePool {pool.name} "
+            "(no picker) to get a 5xx from the gateway",
+            observed=f"status counts {report['status']}, served by {report['pods']}"
+            + (f"; {unanswered} not answered at all ({report['errors']}): the pool's bad "
+               "reference took the Gateway's listener down" if unanswered else ""),
+            next_step=f"kubectl -n {kube.namespace} get inferencepool {pool.name} -o yaml; "
+            "check the gateway controller's logs",
+        )  # fmt: skip
 
 
 @check(

