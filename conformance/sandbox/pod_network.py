@@ -84,7 +84,8 @@ def _configure(network: PodNetwork) -> None:
     _ip("addr", "add", f"{GATEWAY}/32", "dev", host)
     Path(f"/proc/sys/net/ipv4/conf/{host}/proxy_arp").write_text("1\n")
     _ip("link", "set", host, "up")
-    _ip("route", "add", f"{network.pod_ip}/32", "dev", host, "table", "local")
+    # replace: a new pod may get the IP of one whose namespace is still being torn down
+    _ip("route", "replace", f"{network.pod_ip}/32", "dev", host, "table", "local")
     _ip("link", "set", "lo", "up", netns=netns)
     _ip("addr", "add", f"{network.pod_ip}/32", "dev", "eth0", netns=netns)
     _ip("link", "set", "eth0", "up", netns=netns)
