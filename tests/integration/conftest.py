@@ -19,11 +19,17 @@ def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeSa
     The default sandbox lives for the whole session; of the faulted ones only the latest is kept
     (tests ask for them one at a time). Keeping them all would exhaust the host's inotify
     instances (`fs.inotify.max_user_instances`, 128 by default), which every controller needs.
+    Faulted sandboxes leave the gateway out (it adds tens of seconds to each start) unless the
+    test asks for it with `gateway=True`.
     """
     boxes: dict[tuple[tuple[str, ...], tuple[str, ...]], sbx.Sandbox] = {}
     default: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
-    def make(without: Sequence[str] = (), breaks: Sequence[str] = ()) -> sbx.Sandbox:
+    def make(
+        without: Sequence[str] = (), breaks: Sequence[str] = (), gateway: bool = False
+    ) -> sbx.Sandbox:
+        if (without or breaks) and not gateway:
+            without = sorted({*without, "gateway"})
         key = (tuple(sorted(without)), tuple(sorted(breaks)))
         if key not in boxes:
             for other in [k for k in boxes if k != default]:

@@ -97,7 +97,7 @@ def test_without_the_inference_extension_pools_get_no_traffic(
     sandbox_factory: MakeSandbox, tmp_path: Path
 ) -> None:
     """Envoy Gateway alone routes to Services, not to InferencePools."""
-    box = sandbox_factory(without=[*ROUTING_ONLY, "ai-gateway"])
+    box = sandbox_factory(without=[*ROUTING_ONLY, "ai-gateway"], gateway=True)
     checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
                  "--check", "inference-pool.accepted", profile="inference")  # fmt: skip
     assert statuses(checks) == {"gateway-api.weighted-split": "passed",
@@ -112,7 +112,7 @@ def test_with_the_endpoint_pickers_down_pools_answer_errors(
 ) -> None:
     """The pools are set up as usual (the pickers' Services exist, their pods look Ready), but
     no request through them is routed: every one gets a 500."""
-    box = sandbox_factory(without=ROUTING_ONLY, breaks=["endpoint-picker-down"])
+    box = sandbox_factory(without=ROUTING_ONLY, breaks=["endpoint-picker-down"], gateway=True)
     checks = run(box, tmp_path, "--check", "inference-pool.accepted",
                  "--check", "inference-pool.load-aware", profile="inference")  # fmt: skip
     assert statuses(checks) == {"inference-pool.accepted": "failed",
