@@ -237,39 +237,65 @@ def parent_status(obj: Obj, gateway: Gateway) -> Obj | None:
     return None
 
 
+# ResolvedRefs=False reasons no later event changes for an unchanged object (a missing backend,
+# BackendNotFound, may still appear): waiting longer for True is pointless.
+FINAL_REASONS = ("InvalidKind", "RefNotPermitted", "UnsupportedProtocol")
+
+
+def _settled_false(obj: Obj, conditions: list[Obj], wanted: dict[str, str]) -> bool:
+    generation = obj["metadata"].get("generation")
+    for kind, status in wanted.items():
+        found = st.find(conditions, kind) or {}
+        if (status == "True" and found.get("status") == "False"
+                and found.get("reason") in FINAL_REASONS
+                and found.get("observedGeneration", generation) == generation):  # fmt: skip
+            return True
+    return False
+
+
 def wait_parent_conditions(
     kube: Kube, api_version: str, kind: str, name: str, gateway: Gateway,
     wanted: dict[str, str], timeout_s: float = ROUTE_TIMEOUT_S,
 ) -> Obj:  # fmt: skip
     """Wait until the object's status for `gateway` has each condition type at the wanted
-    status ("True"/"False"); fail naming what it has instead."""
+    status ("True"/"False"); fail naming what it has instead (at once when a reference can
+    never resolve, see FINAL_REASONS)."""
 
-    def matches(objs: list[Obj]) -> Obj | None:
-        parent = parent_status(objs[0], gateway) if objs else None
-        conditions = (parent or {}).get("conditions") or []
-        ok = parent and all((st.find(conditions, t) or {}).get("status") == s
-                            for t, s in wanted.items())  # fmt: skip
-        return objs[0] if ok else None
+    def holds(obj: Obj) -> bool:
+        conditions = (parent_status(obj, gateway) or {}).get("conditions") or []
+        return bool(conditions) and all(
+            (st.find(conditions, t) or {}).get("status") == s for t, s in wanted.items()
+        )
+
+    def settled(objs: list[Obj]) -> Obj | None:
+        if not objs:
+            return None
+        conditions = (parent_status(objs[0], gateway) or {}).get("conditions") or []
+        if holds(objs[0]) or _settled_false(objs[0], conditions, wanted):
+            return objs[0]
+        return None
 
     ref = f"{kind}/{kube.namespace}/{name}"
     want = ", ".join(f"{t}={s}" for t, s in wanted.items())
     try:
-        return kube.cluster.wait_for(api_version, kind, matches,
-                                     awaiting=f"{ref} to have {want} from {gateway.ref}",
-                                     timeout_s=timeout_s, namespace=kube.namespace,
-                                     name=name)  # fmt: skip
+        current = kube.cluster.wait_for(api_version, kind, settled,
+                                        awaiting=f"{ref} to have {want} from {gateway.ref}",
+                                        timeout_s=timeout_s, namespace=kube.namespace,
+                                        name=name)  # fmt: skip
     except WaitTimeout:
         current = kube.cluster.get(ObjectRef(api_version, kind, name, kube.namespace)) or {}
-        parent = parent_status(current, gateway)
-        parents = [p.get("parentRef", {}).get("name")
-                   for p in (current.get("status") or {}).get("parents") or []]  # fmt: skip
-        fail(
-            expected=f"{ref} to have {want} in its status for {gateway.ref}",
-            observed=f"{st.brief(parent.get('conditions'))}"
-            if parent
-            else f"no status from {gateway.ref} (parents: {parents})",
-            next_step=f"kubectl -n {kube.namespace} get {kind.lower()} {name} -o yaml",
-        )
+    if current and holds(current):
+        return current
+    parent = parent_status(current, gateway) if current else None
+    parents = [p.get("parentRef", {}).get("name")
+               for p in (current.get("status") or {}).get("parents") or []]  # fmt: skip
+    fail(
+        expected=f"{ref} to have {want} in its status for {gateway.ref}",
+        observed=f"{st.brief(parent.get('conditions'))}"
+        if parent
+        else f"no status from {gateway.ref} (parents: {parents})",
+        next_step=f"kubectl -n {kube.namespace} get {kind.lower()} {name} -o yaml",
+    )
 
 
 def traffic(

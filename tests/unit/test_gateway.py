@@ -98,3 +98,19 @@ def test_gateway_ref_accepts(text: str) -> None:
 def test_gateway_ref_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="NAMESPACE/NAME"):
         gateway_ref(text)
+
+
+def test_a_reference_that_can_never_resolve_ends_the_wait() -> None:
+    def route(reason: str, observed: int = 2) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return {"metadata": {"generation": 2}}, [
+            {"type": "Accepted", "status": "True"},
+            {"type": "ResolvedRefs", "status": "False", "reason": reason,
+             "observedGeneration": observed},
+        ]  # fmt: skip
+
+    wanted = {"Accepted": "True", "ResolvedRefs": "True"}
+    assert gw._settled_false(*route("InvalidKind"), wanted)
+    assert gw._settled_false(*route("RefNotPermitted"), wanted)
+    assert not gw._settled_false(*route("BackendNotFound"), wanted)  # may still appear
+    assert not gw._settled_false(*route("InvalidKind", observed=1), wanted)  # stale status
+    assert not gw._settled_false(*route("InvalidKind"), {"ResolvedRefs": "False"})
