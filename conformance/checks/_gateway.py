@@ -261,19 +261,19 @@ def wait_parent_conditions(
     status ("True"/"False"); fail naming what it has instead (at once when a reference can
     never resolve, see FINAL_REASONS)."""
 
-    def holds(obj: Obj) -> bool:
-        conditions = (parent_status(obj, gateway) or {}).get("conditions") or []
-        return bool(conditions) and all(
-            (st.find(conditions, t) or {}).get("status") == s for t, s in wanted.items()
+    def conditions(obj: Obj) -> list[Obj]:
+        return list((parent_status(obj, gateway) or {}).get("conditions") or [])
+
+    def holds(found: list[Obj]) -> bool:
+        return bool(found) and all(
+            (st.find(found, t) or {}).get("status") == s for t, s in wanted.items()
         )
 
     def settled(objs: list[Obj]) -> Obj | None:
         if not objs:
             return None
-        conditions = (parent_status(objs[0], gateway) or {}).get("conditions") or []
-        if holds(objs[0]) or _settled_false(objs[0], conditions, wanted):
-            return objs[0]
-        return None
+        found = conditions(objs[0])
+        return objs[0] if holds(found) or _settled_false(objs[0], found, wanted) else None
 
     ref = f"{kind}/{kube.namespace}/{name}"
     want = ", ".join(f"{t}={s}" for t, s in wanted.items())
@@ -284,7 +284,7 @@ def wait_parent_conditions(
                                         name=name)  # fmt: skip
     except WaitTimeout:
         current = kube.cluster.get(ObjectRef(api_version, kind, name, kube.namespace)) or {}
-    if current and holds(current):
+    if current and holds(conditions(current)):
         return current
     parent = parent_status(current, gateway) if current else None
     parents = [p.get("parentRef", {}).get("name")

@@ -19,8 +19,8 @@ SERVICE = "kube-dns"
 CLUSTER_IP = "10.96.0.10"
 IMAGE = "kaic-sandbox/coredns:1.14.7"
 LABELS = {"k8s-app": "kube-dns", "app.kubernetes.io/part-of": "kaic-sandbox"}
-# listeners at the pod's IP: the sandbox's pods share one network namespace (and no health
-# listener on 8080, where the gateway's Envoy listens on every address)
+# listeners at the pod's IP; no health listener (it took 8080, where Envoy listens on every
+# address, while the sandbox's pods shared one network namespace)
 COREFILE = """\
 .:53 {
     bind {$POD_IP}

@@ -9,9 +9,10 @@ at names the sandbox's images (so the probe runtime runs Envoy from the envoy-se
 the shutdown manager from the same envoy-gateway build) and asks for a ClusterIP Service (the
 sandbox has no load balancer), whose address becomes the Gateway's.
 
-Sandbox-only choices, because its pods share one network namespace: Envoy Gateway's own admin
-and metrics listeners are moved off the ports Envoy binds on every address (19000, 19001), and
-its ServiceAccount is bound to cluster-admin instead of the chart's narrower roles."""
+Sandbox-only choices: its ServiceAccount is bound to cluster-admin instead of the chart's
+narrower roles; its admin listener is on 19100 and its metrics endpoint is off (chosen when the
+sandbox's pods shared one network namespace with Envoy's 19000/19001; each pod now has its own,
+so they are no longer needed, only kept)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ CRD_FOLDER = "envoy-gateway/charts/gateway-helm/charts/crds/crds/generated"
 LABELS = {"app.kubernetes.io/name": "gateway-helm", "app.kubernetes.io/part-of": "kaic-sandbox"}
 XDS_PORT = 18000
 HEALTH_PORT = 8081
-ADMIN_PORT = 19100  # not Envoy's 19000: both would bind 127.0.0.1 in the one namespace
+ADMIN_PORT = 19100  # see the module's docstring
 EG_API = "gateway.envoyproxy.io/v1alpha1"
 
 
@@ -102,6 +103,7 @@ def certgen_job() -> Obj:
 
 
 def manifests(extension: Obj | None = None) -> list[Obj]:
+    """The controller's configuration, Deployment and Service (its account: admin_account)."""
     meta = {"namespace": NAMESPACE, "labels": LABELS}
     selector = {"control-plane": "envoy-gateway"}
     container = {
@@ -116,7 +118,6 @@ def manifests(extension: Obj | None = None) -> list[Obj]:
                          {"name": "certs", "mountPath": "/certs", "readOnly": True}],
     }  # fmt: skip
     return [
-        *admin_account(NAMESPACE, NAME, LABELS),
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": {"name": "envoy-gateway-config", **meta},
          "data": {"envoy-gateway.yaml": yaml.safe_dump(config(extension), sort_keys=False)}},
@@ -166,9 +167,8 @@ def deploy(cluster: Cluster, apply: Apply, data: Path, extension: Obj | None = N
     for crd in crds:
         apply(cluster, crd)
     controllers.wait_crds(cluster, crds)
-    for obj in manifests()[:3]:  # namespace, account, binding
+    for obj in [*admin_account(NAMESPACE, NAME, LABELS), certgen_job()]:
         apply(cluster, obj)
-    apply(cluster, certgen_job())
     cluster.wait_for(
         "batch/v1", "Job",
         lambda found: found if found and (found[0].get("status") or {}).get("succeeded")
@@ -176,7 +176,7 @@ def deploy(cluster: Cluster, apply: Apply, data: Path, extension: Obj | None = N
         awaiting=f"Envoy Gateway's certgen (Job {NAMESPACE}/{NAME}-certgen) to complete",
         timeout_s=90, namespace=NAMESPACE, name=f"{NAME}-certgen",
     )  # fmt: skip
-    for obj in manifests(extension)[3:]:
+    for obj in manifests(extension):
         apply(cluster, obj)
     deployment_ready(cluster, NAMESPACE, NAME, "Envoy Gateway")
     for obj in gateway_class():

@@ -35,6 +35,7 @@ from conformance.sandbox import (
 )
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
+from conformance.sandbox.probe_runtime import UPSTREAM_IMAGES
 from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
@@ -65,10 +66,12 @@ NODE_FAULTS = {
 }
 # Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
 # And the sandbox's own components' images, `kaic-sandbox/<component>` (see probe_runtime.py).
-PROBE_IMAGE_PATTERN = (
-    "(kaic-probe|(^|/)kaic-sandbox/[a-z0-9-]+|^registry[.]k8s[.]io/gateway-api-inference-extension/"
-    "epp)(:[^/@]*)?(@.*)?$"
-)
+# And the upstream images it runs a sandbox build for (UPSTREAM_IMAGES; `[.]`: CEL strings take
+# no `\.`).
+PROBE_IMAGE_PATTERN = "({})(:[^/@]*)?(@.*)?$".format("|".join([
+    "kaic-probe", "(^|/)kaic-sandbox/[a-z0-9-]+",
+    *("^" + image.split(":")[0].replace(".", "[.]") for image in UPSTREAM_IMAGES),
+]))  # fmt: skip
 STATE_FILE = "state.json"
 FIELD_MANAGER = "kaic-sandbox"
 Progress = Callable[[str], None]

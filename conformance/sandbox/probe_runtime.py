@@ -127,6 +127,17 @@ class Running:
     def stopped(self) -> bool:
         return self.stop_event.is_set()
 
+    def kill(self, *, exited_too: bool = False) -> None:
+        """End the pod: its processes (each in a group of its own: children go too; with
+        `exited_too`, also the groups of processes that ended), then its network namespace."""
+        self.stop_event.set()
+        for proc in list(self.procs.values()):
+            if exited_too or proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+        if self.network is not None:
+            self.network.delete()
+
 
 class ProbeRuntime:
     def __init__(
@@ -362,13 +373,14 @@ class ProbeRuntime:
             self.patch_status(pod, {"status": {"conditions": not_ready("MissingVolumeSource")}})
             return False
         for container in pod["spec"]["containers"]:
-            found = pod_volumes.mounts(container, folders)
-            for mount in found:
-                if not pod_volumes.placeable(mount.target):
+            placed = run.mounts.setdefault(container["name"], [])
+            for mount in pod_volumes.mounts(container, folders):
+                if pod_volumes.placeable(mount.target):
+                    placed.append(mount)
+                else:
                     where = f"{pod['metadata']['name']}/{container['name']}"
                     print(f"{where}: not mounting {mount.target} (it would be created on the "
                           "host)", flush=True)  # fmt: skip
-            run.mounts[container["name"]] = [m for m in found if pod_volumes.placeable(m.target)]
         return True
 
     def host_view(self, node: Obj, cdir: Path) -> dict[str, str]:
@@ -700,15 +712,8 @@ class ProbeRuntime:
             keys = [k for k in self.running if k.startswith(key_prefix)]
             runs = [self.running.pop(k) for k in keys]
         for run in runs:
-            run.stop_event.set()
             self.release(run.key)
-            for proc in list(run.procs.values()):
-                if proc.poll() is None:
-                    # Each probe has its own process group: take its children down with it.
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-            if run.network is not None:
-                run.network.delete()
+            run.kill()
 
     # --- watching -----------------------------------------------------------------------------
 
@@ -840,12 +845,7 @@ def main() -> None:
     # No lock here: the signal may arrive while this (main) thread holds it.
     def shutdown(signum: int, _frame: object) -> None:
         for run in list(runtime.running.values()):
-            run.stop_event.set()
-            for proc in list(run.procs.values()):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            if run.network is not None:
-                run.network.delete()
+            run.kill(exited_too=True)
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, shutdown)
