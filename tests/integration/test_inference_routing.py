@@ -99,9 +99,15 @@ def test_without_the_inference_extension_pools_get_no_traffic(
     """Envoy Gateway alone routes to Services, not to InferencePools."""
     box = sandbox_factory(without=[*ROUTING_ONLY, "ai-gateway"], gateway=True)
     checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
-                 "--check", "inference-pool.accepted", profile="inference")  # fmt: skip
+                 "--check", "inference-pool.accepted", "--check", "inference-pool.invalid-picker",
+                 profile="inference")  # fmt: skip
     assert statuses(checks) == {"gateway-api.weighted-split": "passed",
-                                "inference-pool.accepted": "failed"}  # fmt: skip
+                                "inference-pool.accepted": "failed",
+                                "inference-pool.invalid-picker": "failed"}  # fmt: skip
+    # nothing reports on InferencePools at all
+    orphan = checks["inference-pool.invalid-picker"]["message"]
+    assert "/orphan to have ResolvedRefs=False in its status for Gateway/" in orphan
+    assert "observed no status from Gateway/" in orphan
     message = checks["inference-pool.accepted"]["message"]
     assert "/pool-route to have Accepted=True, ResolvedRefs=True" in message
     assert "ResolvedRefs=False (InvalidKind" in message
