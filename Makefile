@@ -13,7 +13,7 @@ KAIC_CACHE_DIR     ?= $(HOME)/.cache/kaic
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT         := $(KAIC_CACHE_DIR)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 
-.PHONY: setup run test lint unit integration bench clean
+.PHONY: setup run test lint unit integration bench clean repeat-runs
 
 $(STAMP): pyproject.toml
 	@# the sandbox's kube-proxy needs `nft`; without it the sandbox runs without kube-proxy
@@ -47,6 +47,10 @@ integration: setup
 	$(BIN)/pytest tests/integration -q -ra
 
 test: lint unit integration
+
+# `make repeat-runs ARGS="--runs 10"`: one profile N times against one warm sandbox, with a tally
+repeat-runs: setup
+	$(BIN)/python scripts/repeat-runs $(ARGS)
 
 clean:
 	rm -rf $(VENV) reports/*/

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -423,11 +425,29 @@ COMMANDS = {
     "submission": cmd_submission,
 }
 
-TERMINATED = {"run", "entrypoint"}  # SIGTERM (pod deletion, CI cancel) cleans up like Ctrl-C
+# Commands that create objects or start processes: SIGTERM (pod deletion, CI cancel) and SIGHUP
+# (the terminal went away) clean up as Ctrl-C does.
+TERMINATED = {"run", "entrypoint", "sandbox"}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """Stop like Ctrl-C, once: a second SIGTERM or SIGHUP must not cut the cleanup short. After
+    a hang-up, output to the gone terminal would fail (EIO), so it goes nowhere instead."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if signum == signal.SIGHUP:
+        _detach_from_terminal()
     raise KeyboardInterrupt
+
+
+def _detach_from_terminal() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -436,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return int(exc.code or 0)
     if args.command in TERMINATED:
-        signal.signal(signal.SIGTERM, _interrupt)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _interrupt)
     try:
         return COMMANDS[args.command](args)
     except KaicError as exc:

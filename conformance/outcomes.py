@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from conformance.cluster.api_status import api_status, explain, platform_fault
 from conformance.cluster.forbidden import forbidden_message
 from conformance.results import CheckResult, CheckStatus
 
@@ -14,7 +15,16 @@ MAX_MESSAGE = 2000
 
 
 def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[CheckStatus, str]:
-    """Status and message of one phase: assertion-like exceptions fail, anything else errors."""
+    """Status and message of one phase, by who is at fault:
+
+    - `failed`: the cluster answered and the answer is wrong or missing: a check's assertion
+      (`fail`, a wait that timed out), or a 5xx from the API server while the check ran or was
+      prepared (an admission webhook that timed out or refused, an aggregated API that failed,
+      the API server or its storage);
+    - `error`: kaic itself could not ask or could not tell: its own bug (any other exception),
+      its request refused as invalid (4xx), its credentials (401/403), the API server
+      unreachable, or anything that went wrong while cleaning up.
+    """
     if report.passed:
         return "passed", ""
     if report.skipped:
@@ -24,6 +34,9 @@ def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[Ch
         return "error", "failed without an exception"
     if report.when == "call" and excinfo.errisinstance((AssertionError, pytest.fail.Exception)):
         return "failed", _message(excinfo.value, with_type=False)
+    status = api_status(excinfo.value)
+    if status is not None and platform_fault(status) and report.when != "teardown":
+        return "failed", _message(excinfo.value, with_type=False)
     where = "while cleaning up" if report.when == "teardown" else "while running"
     if report.when == "setup":
         where = "while preparing"
@@ -31,9 +44,9 @@ def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[Ch
 
 
 def _message(exc: BaseException, *, with_type: bool) -> str:
-    forbidden = forbidden_message(exc)
-    if forbidden:
-        return forbidden
+    said = forbidden_message(exc) or explain(exc)
+    if said:
+        return said[:MAX_MESSAGE]
     text = str(exc).strip()
     if isinstance(exc, AssertionError) and text.startswith("assert "):
         text = text.splitlines()[0]

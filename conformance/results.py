@@ -110,6 +110,15 @@ def _first_message(results: Iterable[CheckResult], status: CheckStatus) -> str:
 
 
 def roll_up(profile: Profile, results: Mapping[str, CheckResult]) -> list[RequirementResult]:
+    """Each requirement's status from its checks' outcomes (`requirement_status`).
+
+    A check's outcome says who is at fault (`outcomes.classify`): `failed` when the cluster
+    answered and the answer was wrong or missing (an assertion, a wait that timed out, a 5xx
+    from an admission webhook, an aggregated API or the API server); `error` only when kaic
+    itself could not ask (its own bug, a 4xx to its request, its credentials, an unreachable
+    API server). So a requirement is `failed` if any check failed, else `error` if any could
+    not tell, else `not-applicable` if every check skipped, else `passed`.
+    """
     rolled = []
     for req in profile.requirements:
         status, checks, reason = requirement_status(req, results)

@@ -6,20 +6,23 @@ import copy
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client, dynamic
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from conformance.cluster import wait
+from conformance.cluster.api_status import annotate, api_status
 from conformance.cluster.labels import kaic_labels
 
 FIELD_MANAGER = "kaic"
 T = TypeVar("T")
 Obj = dict[str, Any]
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,17 @@ class HttpReply:
 
     def json(self) -> Any:
         return json.loads(self.text)
+
+
+def _webhook_address(hook: Obj, configuration: str) -> str:
+    cfg = hook.get("clientConfig") or {}
+    service = cfg.get("service")
+    if service:
+        address = (f"Service {service.get('namespace')}/{service.get('name')}:"
+                   f"{service.get('port') or 443}")  # fmt: skip
+    else:
+        address = str(cfg.get("url") or "an unknown address")
+    return f"{address}, in {configuration}"
 
 
 class Cluster:
@@ -160,13 +174,15 @@ class Cluster:
         labels.update(kaic_labels(self.run_id, check_id))
         res = self.resource(body["apiVersion"], body["kind"])
         namespace = body["metadata"].get("namespace") if res.namespaced else None
-        out = res.server_side_apply(
-            body=body,
-            name=body["metadata"]["name"],
-            namespace=namespace,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
+        ref = ObjectRef(body["apiVersion"], body["kind"], body["metadata"]["name"], namespace)
+        with self.answering(f"create or update {ref}"):
+            out = res.server_side_apply(
+                body=body,
+                name=ref.name,
+                namespace=namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
         return dict(out.to_dict())
 
     def dry_run_create(self, manifest: Mapping[str, Any]) -> Obj:
@@ -174,7 +190,8 @@ class Cluster:
         body = copy.deepcopy(dict(manifest))
         res = self.resource(body["apiVersion"], body["kind"])
         namespace = body["metadata"].get("namespace") if res.namespaced else None
-        out = res.create(body=body, namespace=namespace, dry_run="All")
+        with self.answering(f"create {body['kind']} {body['metadata'].get('name')} (dry run)"):
+            out = res.create(body=body, namespace=namespace, dry_run="All")
         return dict(out.to_dict())
 
     def get(self, ref: ObjectRef) -> Obj | None:
@@ -204,21 +221,49 @@ class Cluster:
         """Delete one object; False if it was already gone."""
         policy = "Background" if background else "Foreground"
         try:
-            self.resource(ref.api_version, ref.kind).delete(
-                name=ref.name, namespace=ref.namespace, body={"propagationPolicy": policy}
-            )
+            with self.answering(f"delete {ref}"):
+                self.resource(ref.api_version, ref.kind).delete(
+                    name=ref.name, namespace=ref.namespace, body={"propagationPolicy": policy}
+                )
         except NotFoundError:
             return False
         return True
 
     def label(self, ref: ObjectRef, labels: Mapping[str, str]) -> None:
         """Add labels to an existing object (JSON merge patch)."""
-        self.resource(ref.api_version, ref.kind).patch(
-            body={"metadata": {"labels": dict(labels)}},
-            name=ref.name,
-            namespace=ref.namespace,
-            content_type="application/merge-patch+json",
-        )
+        with self.answering(f"label {ref}"):
+            self.resource(ref.api_version, ref.kind).patch(
+                body={"metadata": {"labels": dict(labels)}},
+                name=ref.name,
+                namespace=ref.namespace,
+                content_type="application/merge-patch+json",
+            )
+
+    @contextmanager
+    def answering(self, action: str) -> Iterator[None]:
+        """On an API error, record on the exception what was being done and, when an admission
+        webhook failed, where it is served (the outcome's message says both)."""
+        try:
+            yield
+        except (client.ApiException, DynamicApiError) as exc:
+            status = api_status(exc)
+            webhook = status.webhook if status else None
+            annotate(exc, action, self.webhook_served_by(webhook) if webhook else "")
+            raise
+
+    def webhook_served_by(self, webhook: str) -> str:
+        """Where the admission webhook of that name sends its calls ("Service ns/name:port" or
+        its URL); empty when no configuration of it can be read."""
+        for kind in WEBHOOK_KINDS:
+            try:
+                configurations = self.list_objects("admissionregistration.k8s.io/v1", kind)
+            except (client.ApiException, DynamicApiError):
+                return ""
+            for configuration in configurations:
+                for hook in configuration.get("webhooks") or []:
+                    if hook.get("name") == webhook:
+                        return _webhook_address(hook, f"{kind} {configuration['metadata']['name']}")
+        return ""
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
         kwargs: dict[str, Any] = {"container": container} if container else {}

@@ -7,6 +7,7 @@ import ssl
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import urllib3
@@ -20,6 +21,9 @@ from conformance.errors import KaicError
 
 # Retried with exponential backoff: throttling, transient server errors, dropped connections.
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# An admission webhook that failed this many times in a row is the answer: it will not answer
+# the next time within a check (each try may wait out the webhook's own timeout, 10 s by default).
+WEBHOOK_ATTEMPTS = 2
 PREFLIGHT_TIMEOUT_S = 10
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -45,9 +49,49 @@ def kubeconfig_configured(options: ConnectOptions) -> bool:
     return bool(options.in_cluster or options.kubeconfig or default_kubeconfig())
 
 
+class Retry(urllib3.Retry):
+    """urllib3's Retry, except that a request an admission webhook failed is given up after
+    WEBHOOK_ATTEMPTS tries (the API server's 500 is then returned as it is)."""
+
+    def __init__(self, *args: Any, webhook_failures: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.webhook_failures = webhook_failures
+
+    def new(self, **kw: Any) -> Retry:
+        kw.setdefault("webhook_failures", self.webhook_failures)
+        return super().new(**kw)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Retry:
+        failures = self.webhook_failures + (1 if webhook_failed(response) else 0)
+        if failures >= WEBHOOK_ATTEMPTS:
+            reason = urllib3.exceptions.ResponseError("an admission webhook failed")
+            raise urllib3.exceptions.MaxRetryError(_pool, url or "", reason)
+        found: Retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        found.webhook_failures = failures
+        return found
+
+
+def webhook_failed(response: Any) -> bool:
+    """Whether a 500 says the API server could not call an admission webhook. Reading `data`
+    keeps the (small) Status body in the response for whoever reads it next."""
+    if getattr(response, "status", 0) != 500:
+        return False
+    body = response.data
+    return isinstance(body, bytes) and b"failed calling webhook" in body
+
+
 def retry_policy(backoff_factor: float = 0.5) -> urllib3.Retry:
-    """6 retries, waiting backoff_factor * 2**n seconds (at most 8) or what Retry-After says."""
-    return urllib3.Retry(
+    """6 retries, waiting backoff_factor * 2**n seconds (at most 8) or what Retry-After says;
+    an admission webhook's failure only WEBHOOK_ATTEMPTS times in all."""
+    return Retry(
         total=6,
         connect=3,
         read=3,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
+
+from conformance.cluster.api_status import api_status
 
 _CANNOT = re.compile(
     r'User "(?P<user>[^"]*)" cannot (?P<verb>\S+) resource "(?P<resource>[^"]+)"'
@@ -13,18 +14,12 @@ _CANNOT = re.compile(
 
 def forbidden_message(exc: BaseException) -> str | None:
     """The one-line description of a 403 from the client (ApiException, DynamicApiError)."""
-    if getattr(exc, "status", None) != 403:
+    status = api_status(exc)
+    if status is None or status.code != 403:
         return None
-    body = getattr(exc, "body", None) or ""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    try:
-        message = str(json.loads(body).get("message", ""))
-    except (ValueError, AttributeError):
-        message = str(body)
-    match = _CANNOT.search(message)
+    match = _CANNOT.search(status.message)
     if not match:
-        return f"forbidden: {message or getattr(exc, 'reason', '')}".strip()
+        return f"forbidden: {status.message or status.reason}".strip()
     resource = match["resource"]
     if match["group"]:
         resource += f".{match['group']}"

@@ -247,7 +247,8 @@ def up(
             dns.deploy(_admin(box), apply, box.directory)
         _start_gateway(box, cache / "data", ca, say)
         _start_monitoring(box, say)
-    except BaseException:
+    except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
+        _save(box)  # every process started so far, also those not yet recorded
         down(directory, remove=False)
         raise
     say(f"sandbox ready in {time.monotonic() - started:.1f}s")

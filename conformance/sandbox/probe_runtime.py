@@ -566,28 +566,32 @@ class ProbeRuntime:
         successes = failures = 0
         while not run.stopped:
             proc = run.procs.get(name)
-            ok = proc is not None and proc.poll() is None and self.probe(pod, run, container, env,
-                                                                         cdir, spec)  # fmt: skip
-            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            alive = proc is not None and proc.poll() is None
+            why = self.probe(pod, run, container, env, cdir, spec) if alive else "not running"
+            successes, failures = (successes + 1, 0) if why is None else (0, failures + 1)
+            if why is not None and alive:
+                # as the kubelet's `Unhealthy` event says it: each failure, with its cause
+                print(f"{kind} of {run.key}/{name} failed ({failures}/{failures_allowed}): "
+                      f"{why}", flush=True)  # fmt: skip
             if kind == "readinessProbe":
                 if successes >= successes_needed:
                     self.set_ready(pod, run, name, ready=True)
                 elif failures >= failures_allowed:
                     self.set_ready(pod, run, name, ready=False)
-            elif failures >= failures_allowed and proc is not None and proc.poll() is None:
+            elif failures >= failures_allowed and proc is not None and alive:
                 print(f"liveness probe of {run.key}/{name} failed {failures}x: killing it",
                       flush=True)  # fmt: skip
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # supervise() restarts it per policy
+                    os.killpg(proc.pid, signal.SIGKILL)
                 failures = 0
             if run.stop_event.wait(period):
                 return
 
     def probe(
         self, pod: Obj, run: Running, container: Obj, env: dict[str, str], cdir: Path, spec: Obj
-    ) -> bool:
+    ) -> str | None:
+        """Run one probe as the kubelet does: None when it succeeds, else why it failed."""
         timeout = float(spec.get("timeoutSeconds") or 1)
-        pod_ip = (pod.get("status") or {}).get("podIP") or env.get("KAIC_POD_IP", "")
         if "exec" in spec:
             command = expand(list(spec["exec"].get("command") or []), env)
             if command and command[0] in ("python", "python3"):
@@ -596,36 +600,22 @@ class ProbeRuntime:
                 done = subprocess.run(pod_network.enter(run.network, command), cwd=cdir, env=env,
                                       timeout=timeout,
                                       capture_output=True, check=False)  # fmt: skip
-            except (OSError, subprocess.TimeoutExpired):
-                return False
-            return done.returncode == 0
+            except subprocess.TimeoutExpired:
+                return f"command timed out after {timeout:g}s"
+            except OSError as exc:
+                return f"command could not run: {exc}"
+            return None if done.returncode == 0 else f"command exited {done.returncode}"
         if "httpGet" in spec or "tcpSocket" in spec:
             action = spec.get("httpGet") or spec["tcpSocket"]
             port = container_port(container, action.get("port"))
-            host = action.get("host") or pod_ip
+            host = action.get("host") or (pod.get("status") or {}).get("podIP") or env.get(
+                "KAIC_POD_IP", "")  # fmt: skip
             if port is None or not host:
-                return False
+                return f"no address to probe (host {host!r}, port {action.get('port')!r})"
             if "tcpSocket" in spec:
-                try:
-                    socket.create_connection((host, port), timeout=timeout).close()
-                except OSError:
-                    return False
-                return True
-            scheme = str(action.get("scheme") or "HTTP").lower()
-            url = f"{scheme}://{host}:{port}{action.get('path') or '/'}"
-            headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
-            context = ssl._create_unverified_context() if scheme == "https" else None
-            try:
-                with urllib.request.urlopen(
-                    urllib.request.Request(url, headers=headers), timeout=timeout,
-                    context=context,
-                ) as resp:  # fmt: skip
-                    return 200 <= int(resp.status) < 400
-            except urllib.error.HTTPError as exc:
-                return 200 <= exc.code < 400
-            except OSError:
-                return False
-        return True  # grpc probes: not emulated, counted as passing
+                return tcp_probe(host, port, timeout)
+            return http_probe(action, host, port, timeout)
+        return None  # grpc probes: not emulated, counted as passing
 
     def finish(self, pod: Obj, run: Running, name: str, code: int) -> None:
         """Once every probe container has ended for good, the pod's phase says how."""
@@ -788,6 +778,36 @@ def container_port(container: Obj, port: Any) -> int | None:
         if item.get("name") == port:
             return int(item["containerPort"])
     return None
+
+
+def tcp_probe(host: str, port: int, timeout: float) -> str | None:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"dial tcp {host}:{port}: {exc}"
+    return None
+
+
+# Like the kubelet's prober: no proxy from the environment, no certificate verification.
+_PROBE_OPENER = urllib.request.build_opener(
+    urllib.request.ProxyHandler({}),
+    urllib.request.HTTPSHandler(context=ssl._create_unverified_context()),
+)
+
+
+def http_probe(action: Obj, host: str, port: int, timeout: float) -> str | None:
+    scheme = str(action.get("scheme") or "HTTP").lower()
+    url = f"{scheme}://{host}:{port}{action.get('path') or '/'}"
+    headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
+    try:
+        with _PROBE_OPENER.open(urllib.request.Request(url, headers=headers),
+                                timeout=timeout) as resp:  # fmt: skip
+            code = int(resp.status)
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (OSError, TimeoutError) as exc:  # URLError is an OSError; a read may time out
+        return f"GET {url}: {getattr(exc, 'reason', exc)}"
+    return None if 200 <= code < 400 else f"GET {url}: HTTP status {code}"
 
 
 def container_id(key: str, name: str, restarts: int) -> str:

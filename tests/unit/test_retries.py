@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from conformance.cluster import Cluster
-from conformance.cluster.connect import retry_policy
+from conformance.cluster.connect import WEBHOOK_ATTEMPTS, retry_policy
 
 VERSION = {
     "major": "1", "minor": "35", "gitVersion": "v1.35.4", "gitCommit": "x", "gitTreeState": "clean",
@@ -26,11 +26,13 @@ class FlakyServer(BaseHTTPRequestHandler):
 
     plan: ClassVar[list[int]] = []
     seen: ClassVar[list[str]] = []
+    message: ClassVar[str] = ""  # the Status message of error answers
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
         status = self.plan.pop(0) if self.plan else 200
-        body = json.dumps(VERSION if status == 200 else {"kind": "Status"}).encode()
+        error = {"kind": "Status", "code": status, "message": self.message}
+        body = json.dumps(VERSION if status == 200 else error).encode()
         self.send_response(status)
         if status == 429:
             self.send_header("Retry-After", "0")
@@ -49,6 +51,7 @@ def server() -> Iterator[str]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     FlakyServer.seen = []
+    FlakyServer.message = ""
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 
@@ -79,3 +82,23 @@ def test_client_errors_are_not_retried(server: str) -> None:
     with pytest.raises(client.ApiException):
         cluster_at(server).server_version()
     assert len(FlakyServer.seen) == 1
+
+
+def test_a_failing_admission_webhook_is_tried_twice_not_seven_times(server: str) -> None:
+    FlakyServer.plan = [500] * 20
+    FlakyServer.message = (
+        'Internal error occurred: failed calling webhook "vworkload.kb.io": failed to call '
+        "webhook: context deadline exceeded"
+    )
+    with pytest.raises(client.ApiException) as err:
+        cluster_at(server).server_version()
+    assert err.value.status == 500
+    assert "vworkload.kb.io" in err.value.body
+    assert len(FlakyServer.seen) == WEBHOOK_ATTEMPTS == 2
+
+
+def test_a_webhook_that_recovers_on_the_second_try_succeeds(server: str) -> None:
+    FlakyServer.plan = [503, 500]
+    FlakyServer.message = 'failed calling webhook "v.x.io": connection refused'
+    assert cluster_at(server).server_version() == "v1.35.4"
+    assert len(FlakyServer.seen) == 3  # the 503 is not the webhook's, the 500 its first failure
