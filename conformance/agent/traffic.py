@@ -42,6 +42,7 @@ class Reply:
     pod: str
     model: str
     error: str = ""
+    at_s: float = 0.0  # when it was sent, from the first request's start
 
 
 def body_for(plan: Plan, i: int) -> Obj:
@@ -97,7 +98,18 @@ def tally(replies: list[Reply]) -> Obj:
         "pods": dict(sorted(pods.items())),
         "pods_by_model": {m: dict(sorted(c.items())) for m, c in sorted(by_model.items())},
         "errors": dict(Counter(r.error for r in replies if r.error).most_common(5)),
+        **failure_window(replies),
     }
+
+
+def failure_window(replies: list[Reply]) -> Obj:
+    """Which requests were not answered 200, and when: one outage, or errors spread out."""
+    failed = [(i, r) for i, r in enumerate(replies) if r.status != 200]
+    if not failed:
+        return {}
+    (first, a), (last, b) = failed[0], failed[-1]
+    return {"failed_requests": {"count": len(failed), "first": first, "last": last,
+                                "from_s": round(a.at_s, 2), "to_s": round(b.at_s, 2)}}  # fmt: skip
 
 
 def run(plan: Plan) -> Obj:
@@ -109,7 +121,11 @@ def run(plan: Plan) -> Obj:
         if last:
             report["warmup_error"] = last
     started = time.monotonic()
-    replies = [send(plan, i, run_id) for i in range(plan.count)]
+    replies = []
+    for i in range(plan.count):
+        at = time.monotonic() - started
+        replies.append(send(plan, i, run_id))
+        replies[-1].at_s = at
     report.update(tally(replies))
     report["seconds"] = round(time.monotonic() - started, 2)
     return report

@@ -328,10 +328,18 @@ def require_all_ok(report: Obj, gateway: Gateway, what: str) -> None:
             f"by {what}",
             observed=f"{report.get('ok')} of {report.get('sent')} answered (status counts "
             f"{report.get('status')}, errors {report.get('errors')}, warm-up "
-            f"{report.get('warmup_error', 'ok')})",
+            f"{report.get('warmup_error', 'ok')}){_when_failed(report)}",
             next_step=f"kubectl -n {gateway.namespace} describe gateway {gateway.name}; the "
             "gateway's data-plane logs",
         )
+
+
+def _when_failed(report: Obj) -> str:
+    window = report.get("failed_requests")
+    if not window:
+        return ""
+    return (f"; not answered: requests {window['first']}..{window['last']}, "
+            f"{window['from_s']}-{window['to_s']} s into the run")  # fmt: skip
 
 
 def within(observed: int, total: int, share: float, sigmas: float = 4.0) -> bool:

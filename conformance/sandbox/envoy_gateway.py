@@ -41,6 +41,17 @@ XDS_PORT = 18000
 HEALTH_PORT = 8081
 ADMIN_PORT = 19100  # see the module's docstring
 EG_API = "gateway.envoyproxy.io/v1alpha1"
+# Envoy Gateway gives Envoy a readiness probe of failureThreshold 1 and timeoutSeconds 1
+# (internal/infrastructure/kubernetes/proxy/resource.go): one /ready answer later than a second
+# takes the only Envoy pod out of its Service, and every connection to the Gateway's address is
+# refused until the next probe, 5 s on. On a loaded node (the sandbox's 2 cores during a full
+# profile run) that happens; platforms tune it the way Envoy Gateway documents, by patching the
+# Envoy Deployment from the EnvoyProxy. Kept: the 5 s period and the path; a pod whose Envoy
+# really stops answering still leaves the Service after 3 failed probes.
+ENVOY_PROBES = {
+    "readinessProbe": {"timeoutSeconds": 3, "failureThreshold": 3},
+    "livenessProbe": {"timeoutSeconds": 3},
+}
 
 
 def config(extension: Obj | None = None) -> Obj:
@@ -145,7 +156,11 @@ def gateway_class() -> list[Obj]:
         "apiVersion": EG_API, "kind": "EnvoyProxy",
         "metadata": {"name": PROXY_CONFIG, "namespace": NAMESPACE, "labels": LABELS},
         "spec": {"provider": {"type": "Kubernetes", "kubernetes": {
-            "envoyDeployment": {"container": {"image": ENVOY_IMAGE}},
+            "envoyDeployment": {
+                "container": {"image": ENVOY_IMAGE},
+                "patch": {"type": "StrategicMerge", "value": {"spec": {"template": {"spec": {
+                    "containers": [{"name": "envoy", **ENVOY_PROBES}]}}}}},
+            },
             "envoyService": {"type": "ClusterIP"},
         }}},
     }  # fmt: skip

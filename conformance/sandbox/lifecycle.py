@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import ssl
@@ -195,20 +196,51 @@ def _http_ok(url: str) -> bool:
 
 
 def _stage_config(data: Path, out: Path) -> Path:
-    """KWOK's upstream stages, except that pods of the probe image are not completed by KWOK:
-    the probe runtime sets their phase from the real exit code."""
+    """KWOK's upstream stages, except for pods the probe runtime runs: KWOK does not complete
+    them (the runtime sets their phase from the real exit code), and one with a readiness probe
+    starts NotReady, as under a kubelet, until the runtime's probe succeeds (KWOK's pod-ready
+    would report it Ready before its process even started)."""
+    runs = f"c.image.matches('{PROBE_IMAGE_PATTERN}')"
+    probed = f"self.spec.containers.exists(c, {runs} && has(c.readinessProbe))"
     stages = []
     for path in sorted((data / "kwok" / "kustomize" / "stage").rglob("*.yaml")):
         if path.name == "kustomization.yaml" or "testdata" in path.parts:
             continue
         stage = yaml.safe_load(path.read_text())
-        if stage["metadata"]["name"] == "pod-complete":
-            stage["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": (
-                f"!self.spec.containers.exists(c, c.image.matches('{PROBE_IMAGE_PATTERN}'))"
-            )}})  # fmt: skip
+        name, selector = stage["metadata"]["name"], stage["spec"]["selector"]
+        if name == "pod-complete":
+            selector["matchExpressions"].append({"cel": {"expression": (
+                f"!self.spec.containers.exists(c, {runs})")}})  # fmt: skip
+        if name == "pod-ready":
+            stages.append(_not_ready_variant(stage, probed))
+            selector["matchExpressions"].append({"cel": {"expression": f"!({probed})"}})
         stages.append(stage)
     out.write_text(yaml.safe_dump_all(stages))
     return out
+
+
+_READY = '  status: "True"\n  type: {}\n'
+_NOT_READY = '  reason: ContainersNotReady\n  status: "False"\n  type: {}\n'
+
+
+def _not_ready_variant(stage: dict[str, Any], probed: str) -> dict[str, Any]:
+    """KWOK's pod-ready for probed pods: Running with an IP, but Ready, ContainersReady and each
+    container with a readiness probe false."""
+    variant = copy.deepcopy(stage)
+    variant["metadata"]["name"] = "pod-ready-probed"
+    variant["spec"]["selector"]["matchExpressions"].append({"cel": {"expression": probed}})
+    template = variant["spec"]["next"]["statusTemplate"]
+    for condition in ("Ready", "ContainersReady"):
+        if _READY.format(condition) not in template:
+            raise KaicError(f"KWOK's pod-ready stage no longer sets {condition} as expected")
+        template = template.replace(_READY.format(condition), _NOT_READY.format(condition))
+    containers = "{{ range .spec.containers }}"
+    head, _, tail = template.partition(containers)
+    if "  ready: true\n" not in tail:
+        raise KaicError("KWOK's pod-ready stage no longer marks containers ready as expected")
+    tail = tail.replace("  ready: true\n", "  ready: {{ not .readinessProbe }}\n", 1)
+    variant["spec"]["next"]["statusTemplate"] = head + containers + tail
+    return variant
 
 
 def up(

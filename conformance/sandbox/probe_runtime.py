@@ -119,6 +119,7 @@ class Running:
     terminated: dict[str, int] = field(default_factory=dict)  # container -> final exit code
     mounts: dict[str, list[pod_volumes.Mount]] = field(default_factory=dict)  # container -> its
     network: pod_network.PodNetwork | None = None
+    started: dict[str, threading.Event] = field(default_factory=dict)  # startup probe passed
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     publishing: threading.Lock = field(default_factory=threading.Lock)  # one status patch at a time
@@ -307,6 +308,8 @@ class ProbeRuntime:
         supervisors = []
         for container in pod["spec"]["containers"]:
             if not runs(container.get("image", "")) or faulted_out(container, node):
+                # simulated, as KWOK simulates any container: Ready (a faulted one looks hung)
+                self.set_ready(pod, run, container["name"], ready=True)
                 continue
             cdir = workdir / container["name"]
             cdir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +329,9 @@ class ProbeRuntime:
             self.launch(run, container, env, cdir, log_path)
             if container.get("readinessProbe"):  # not ready until the probe first succeeds
                 self.set_ready(pod, run, container["name"], ready=False)
-            for kind in ("readinessProbe", "livenessProbe"):
+            if container.get("startupProbe"):
+                run.started[container["name"]] = threading.Event()
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if container.get(kind):
                     supervisors.append(threading.Thread(
                         target=self.probe_loop, args=(pod, run, container, env, cdir, kind),
@@ -551,7 +556,7 @@ class ProbeRuntime:
                 pod, {"status": {"containerStatuses": statuses, "conditions": conditions}}
             )
 
-    # --- probes (readiness, liveness) as the kubelet runs them ------------------------------
+    # --- probes (startup, readiness, liveness) as the kubelet runs them ----------------------
 
     def probe_loop(
         self, pod: Obj, run: Running, container: Obj, env: dict[str, str], cdir: Path, kind: str
@@ -561,6 +566,8 @@ class ProbeRuntime:
         successes_needed = int(spec.get("successThreshold") or 1)
         failures_allowed = int(spec.get("failureThreshold") or 3)
         name = container["name"]
+        if kind != "startupProbe" and not self.await_startup(run, name):
+            return
         if run.stop_event.wait(float(spec.get("initialDelaySeconds") or 0)):
             return
         successes = failures = 0
@@ -573,19 +580,32 @@ class ProbeRuntime:
                 # as the kubelet's `Unhealthy` event says it: each failure, with its cause
                 print(f"{kind} of {run.key}/{name} failed ({failures}/{failures_allowed}): "
                       f"{why}", flush=True)  # fmt: skip
+            if kind == "startupProbe" and successes:
+                run.started[name].set()  # readiness and liveness probes begin; this one ends
+                return
             if kind == "readinessProbe":
                 if successes >= successes_needed:
                     self.set_ready(pod, run, name, ready=True)
                 elif failures >= failures_allowed:
                     self.set_ready(pod, run, name, ready=False)
             elif failures >= failures_allowed and proc is not None and alive:
-                print(f"liveness probe of {run.key}/{name} failed {failures}x: killing it",
-                      flush=True)  # fmt: skip
+                print(f"{kind} of {run.key}/{name} failed {failures}x: killing it", flush=True)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)  # supervise() restarts it per policy
                 failures = 0
             if run.stop_event.wait(period):
                 return
+
+    @staticmethod
+    def await_startup(run: Running, name: str) -> bool:
+        """As the kubelet: no readiness or liveness probe until the startup probe succeeded.
+        False if the pod stopped first. (A container restarted later is not probed for startup
+        again: a simplification.)"""
+        started = run.started.get(name)
+        while started is not None and not started.wait(1.0):
+            if run.stopped:
+                return False
+        return not run.stopped
 
     def probe(
         self, pod: Obj, run: Running, container: Obj, env: dict[str, str], cdir: Path, spec: Obj

@@ -7,7 +7,11 @@ applicable where no prefill/decode deployment exists."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ import pytest
 from conformance.checks import _gateway as gw
 from conformance.checks import _pools as pl
 from conformance.checks.gateway_api import MODELS, WEIGHTS
-from conformance.cluster import Cluster
+from conformance.cluster import Cluster, ObjectRef
 from conformance.settings import EPP_IMAGE, MODEL_HEADER
 from tests.integration.conftest import MakeSandbox
 from tests.integration.test_accelerator_checks import run, statuses
@@ -181,3 +185,79 @@ def test_the_checks_objects_fit_the_pinned_schemas(admin: Cluster) -> None:
         stored = admin.dry_run_create(obj)
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
         assert kept(body, stored), (obj["kind"], body, stored)
+
+
+def envoy_process(pod: str) -> int:
+    """The pid of the Envoy the probe runtime runs for that pod (its HOSTNAME is the pod's)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if Path(argv0.decode()).name == "envoy" and f"HOSTNAME={pod}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no Envoy process for pod {pod}")
+
+
+def ready_pod(admin: Cluster, selector: str) -> dict[str, Any]:
+    def ready(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((p for p in pods if _is_ready(p)), None)
+
+    found: dict[str, Any] = admin.wait_for(
+        "v1", "Pod", ready, awaiting=f"a Ready Envoy pod ({selector})", timeout_s=120,
+        namespace="envoy-gateway-system", label_selector=selector,
+    )  # fmt: skip
+    return found
+
+
+def _is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+STALL_S = 9  # > one probe period (5 s) + the tuned timeout (3 s)
+
+
+def test_a_gateway_whose_envoy_stalls_for_seconds_keeps_its_endpoint(
+    admin: Cluster, sandbox: Any
+) -> None:
+    """What refused connections in full profile runs (issue 15): on a loaded node Envoy answered
+    a readiness probe later than Envoy Gateway's 1 s timeout, and with its failureThreshold of
+    1 the only Envoy pod left the Service until the next probe. Stopping Envoy for STALL_S
+    reproduces it: one probe, at least, starts within any period (5 s) and times out; with the
+    upstream probe the pod turns NotReady. The sandbox's EnvoyProxy tunes the probe as platforms
+    do (timeout 3 s, 3 failures), so the one failure a 9 s stall can cause leaves the pod Ready,
+    while an Envoy that stays stopped still leaves the Service after 3 failed probes (see
+    envoy_gateway.ENVOY_PROBES)."""
+    namespace, name = "kaic-envoy-stall", "stall"
+    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    try:
+        manifest = gw.gateway_manifest(name, "envoy-gateway")
+        manifest["metadata"]["namespace"] = namespace
+        admin.apply(manifest)
+        selector = (f"gateway.envoyproxy.io/owning-gateway-name={name},"
+                    f"gateway.envoyproxy.io/owning-gateway-namespace={namespace}")  # fmt: skip
+        before = ready_pod(admin, selector)
+        pod = before["metadata"]["name"]
+        pid = envoy_process(pod)
+        stalled_at = datetime.datetime.now(datetime.UTC)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(STALL_S)  # the stall itself: nothing to wait for but time
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(12)  # two more probe periods, for a pod taken out to come back or not
+        after = admin.get(ObjectRef("v1", "Pod", pod, "envoy-gateway-system")) or {}
+        ready = next(c for c in after["status"]["conditions"] if c["type"] == "Ready")
+        changed = datetime.datetime.fromisoformat(ready["lastTransitionTime"])
+        assert ready["status"] == "True", ready
+        assert changed < stalled_at, f"Envoy pod {pod} went NotReady and back: {ready}"
+        restarts = [c["restartCount"] for c in after["status"]["containerStatuses"]]
+        assert restarts == [c["restartCount"] for c in before["status"]["containerStatuses"]]
+        log = (sandbox.directory / "logs" / "probe-runtime.log").read_text()
+        assert f"readinessProbe of envoy-gateway-system/{pod}/" in log  # a probe did fail
+    finally:
+        admin.delete(ObjectRef("v1", "Namespace", namespace))

@@ -34,6 +34,7 @@ def test_counts_by_pod_and_model(alpha: str) -> None:
     assert report["pods"] == {"alpha-0": 6}
     assert report["pods_by_model"] == {"kaic-alpha": {"alpha-0": 6}}
     assert report["errors"] == {}
+    assert "failed_requests" not in report
 
 
 def test_models_take_turns_and_misrouted_ones_count_as_errors(alpha: str) -> None:
@@ -42,6 +43,8 @@ def test_models_take_turns_and_misrouted_ones_count_as_errors(alpha: str) -> Non
     assert report["status"] == {"200": 2, "404": 2}
     assert report["pods_by_model"] == {"kaic-alpha": {"alpha-0": 2}}
     assert report["errors"] == {"HTTP 404": 2}
+    assert report["failed_requests"]["count"] == 2
+    assert (report["failed_requests"]["first"], report["failed_requests"]["last"]) == (1, 3)
 
 
 def test_request_ids_and_model_header_reach_the_server(alpha: str) -> None:
@@ -83,3 +86,15 @@ def test_warmup_until_an_answer_accepts_an_error_status(alpha: str) -> None:
     success = traffic.run(traffic.Plan(alpha, 1, ["kaic-beta"], warmup_s=1))
     assert success["warmup_s"] >= 1
     assert success["warmup_error"] == "HTTP 404"
+
+
+def test_the_failure_window_says_which_requests_failed_and_when() -> None:
+    replies = [
+        traffic.Reply(200, "p", "m", at_s=0.0),
+        traffic.Reply(0, "", "m", "refused", 1.0),
+        traffic.Reply(200, "p", "m", at_s=2.0),
+        traffic.Reply(503, "", "m", "HTTP", 3.5),
+    ]
+    assert traffic.failure_window(replies) == {
+        "failed_requests": {"count": 2, "first": 1, "last": 3, "from_s": 1.0, "to_s": 3.5}
+    }
