@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from conformance.cluster import Cluster
+from conformance.cluster import Cluster, ObjectRef
+from conformance.cluster.wait import poll_until
 from conformance.probes import PROBE_IMAGE
 from tests.integration.test_sandbox import scratch_namespace
 from tests.integration.test_sandbox_stack import LWS_NAME, finished, probe_pod, running_group
@@ -192,3 +193,57 @@ def test_job_of_probe_pods_ends_as_its_process_does(admin: Cluster, ns: str) -> 
         "batch/v1", "Job", lambda jobs: jobs and (jobs[0].get("status") or {}).get("succeeded"),
         awaiting="the simulated Job to succeed", timeout_s=60, namespace=ns, name="sim",
     )  # fmt: skip
+
+
+def test_a_probed_pod_is_never_ready_before_its_probe_passes(admin: Cluster, ns: str) -> None:
+    """KWOK's own stage reports every pod Ready as it starts it; a pod with a readiness probe
+    must start NotReady, as under a kubelet (so a Service never sends it traffic early)."""
+    pod = probe_pod(
+        ns, "gated", SERVE_LATE,
+        container={"ports": [{"name": "http", "containerPort": 8080}],
+                   "readinessProbe": {"httpGet": {"path": "/", "port": "http"},
+                                      "periodSeconds": 1}},
+    )  # fmt: skip
+    seen: list[str | None] = []
+
+    def ready_at_last(pods: list[Obj]) -> Obj | None:
+        if pods:
+            seen.append(condition(pods[0], "Ready"))
+        return pods[0] if pods and seen[-1] == "True" else None
+
+    admin.apply(pod)
+    admin.wait_for("v1", "Pod", ready_at_last, awaiting="Ready once the server answers",
+                   timeout_s=60, namespace=ns, name="gated")  # fmt: skip
+    # Ready is reported once, last, after NotReady (KWOK alone: [None, None, 'True'])
+    assert "False" in seen[: seen.index("True")], f"Ready before its probe passed: {seen}"
+
+
+SERVE_AFTER_4S = (
+    "import socket, time\n"
+    "time.sleep(4)\n"
+    "s = socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen()\n"
+    "print('listening', flush=True)\n"
+    "while True: s.accept()[0].close()\n"
+)
+
+
+def test_a_startup_probe_holds_liveness_back(admin: Cluster, ns: str) -> None:
+    """A liveness probe that would kill a slow starter at once waits, as in the kubelet, until
+    the startup probe has passed."""
+    tcp = {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    pod = probe_pod(ns, "slow-start", SERVE_AFTER_4S,
+                    container={"startupProbe": {**tcp, "failureThreshold": 30},
+                               "livenessProbe": tcp})  # fmt: skip
+    pod["spec"]["restartPolicy"] = "Always"
+    admin.apply(pod)
+
+    def listening() -> tuple[bool, str]:  # a log line: nothing to watch
+        pod_now = admin.get(ObjectRef("v1", "Pod", "slow-start", ns)) or {}
+        if (pod_now.get("status") or {}).get("phase") != "Running":
+            return False, "not running yet"
+        logs = admin.pod_logs("slow-start", ns)
+        return "listening" in logs, f"restarts {container_status(pod_now).get('restartCount')}"
+
+    poll_until(listening, awaiting="the slow starter to listen", timeout_s=60)
+    pod_now = admin.get(ObjectRef("v1", "Pod", "slow-start", ns)) or {}
+    assert container_status(pod_now)["restartCount"] == 0
