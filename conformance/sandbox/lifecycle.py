@@ -660,6 +660,9 @@ def down(directory: Path, *, remove: bool = True) -> list[str]:
         if remove and directory.exists():
             shutil.rmtree(directory, ignore_errors=True)
         return []
+    # Processes started but not yet in state.json (`up` stopped by a signal) have pid files.
+    unrecorded = processes.recorded_pids(directory / "logs").items()
+    box.pids |= {name: pid for name, pid in unrecorded if name not in box.pids}
     # In waves: the API server's clients first (stopped together with it, the API server waits
     # for Kueue and Kueue for it, past any grace period), then the API server, then etcd, then
     # the network namespace's holder.

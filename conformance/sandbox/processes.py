@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from conformance.errors import KaicError
@@ -30,18 +30,45 @@ def start(
     netns: str | None = None,
 ) -> int:
     """Start `cmd` in its own process group (inside the sandbox's network namespace if given),
-    its output going to `<logs>/<name>.log`; return its pid."""
+    its output going to `<logs>/<name>.log`; return its pid, also written to `<logs>/<name>.pid`
+    before a stop signal can interrupt (so a stopped `up` can stop it, see `recorded_pids`)."""
     log = (logs / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        wrap(cmd, netns),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+    with signals_held():
+        proc = subprocess.Popen(
+            wrap(cmd, netns),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        (logs / f"{name}{PID_SUFFIX}").write_text(f"{proc.pid}\n")
     log.close()
     return proc.pid
+
+
+PID_SUFFIX = ".pid"
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back (they are delivered on leaving) while a process is
+    started and recorded, so that none is started without a record."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def recorded_pids(logs: Path) -> dict[str, int]:
+    """The pid of every process `start` started with these logs, by name."""
+    found = {}
+    for path in logs.glob(f"*{PID_SUFFIX}"):
+        with contextlib.suppress(OSError, ValueError):
+            found[path.name.removesuffix(PID_SUFFIX)] = int(path.read_text())
+    return found
 
 
 class Ports:

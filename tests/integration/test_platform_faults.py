@@ -48,7 +48,8 @@ def hung(box: sbx.Sandbox, component: str) -> Iterator[None]:
 
 
 def run_checks(box: sbx.Sandbox, out: Path, *patterns: str) -> dict[str, Any]:
-    argv = ["run", "--kubeconfig", str(box.kubeconfig), "--output", str(out)]
+    argv = ["run", "--kubeconfig", str(box.kubeconfig), "--output", str(out),
+            "--profile", "batch"]  # fmt: skip
     for pattern in patterns:
         argv += ["--check", pattern]
     main(argv)
@@ -141,7 +142,7 @@ def processes_naming(directory: Path) -> list[str]:
         except OSError:
             continue
         if str(directory) in cmdline:
-            found.append(f"{entry.name}: {cmdline[:120]}")
+            found.append(f"{entry.name}: {cmdline[:300]}")
     return found
 
 
