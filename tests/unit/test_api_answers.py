@@ -115,13 +115,24 @@ def test_webhook_hung():
 @check("demo.invalid-request", requirements=["other"])
 def test_invalid_request():
     raise refusal(422, "Invalid", "spec.x: Required value")
+
+@check("demo.aggregated-api-down", requirements=["baseline"])
+def test_aggregated_api_down():
+    raise refusal(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+
+@check("demo.unreachable", requirements=["other"])
+def test_unreachable():
+    import urllib3
+    raise urllib3.exceptions.MaxRetryError(None, "https://10.0.0.1:6443/api", "refused")
 """
 
 CATALOG = """
 kind: RequirementCatalog
 requirements:
-  baseline: {category: c, source: kaic, description: d, checks: [demo.webhook-hung]}
-  other: {category: c, source: kaic, description: d, checks: [demo.invalid-request]}
+  baseline: {category: c, source: kaic, description: d,
+             checks: [demo.webhook-hung, demo.aggregated-api-down]}
+  other: {category: c, source: kaic, description: d,
+          checks: [demo.invalid-request, demo.unreachable]}
 """
 PROFILE = """
 kind: Profile
@@ -150,5 +161,12 @@ def test_outcome_is_failed_for_the_platforms_answer_and_error_for_kaics(
     assert checks["demo.invalid-request"]["message"] == (
         "while running: the API server answered 422 Invalid: spec.x: Required value"
     )
+    assert checks["demo.aggregated-api-down"]["status"] == "failed"
+    assert checks["demo.aggregated-api-down"]["message"] == (
+        "the API server answered 503 ServiceUnavailable: the server is currently unable to "
+        "handle the request"
+    )
+    assert checks["demo.unreachable"]["status"] == "error"
+    assert checks["demo.unreachable"]["message"].startswith("while running: MaxRetryError: ")
     statuses = {r["id"]: r["status"] for r in data["requirements"]}
     assert statuses == {"baseline": "failed", "other": "error"}
