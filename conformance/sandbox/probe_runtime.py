@@ -717,6 +717,15 @@ class ProbeRuntime:
         tmp.write_text(json.dumps(list(self.pod_resources.get(node, {}).values())))
         tmp.replace(directory / f"{node}.json")
 
+    def forget_all_but(self, pods: list[Obj]) -> None:
+        """Stop the pods that are gone: a pod deleted between two watches sends no event."""
+        present = {f"{p['metadata']['namespace']}/{p['metadata']['name']}/{p['metadata']['uid']}"
+                   for p in pods}  # fmt: skip
+        with self.lock:
+            gone = [key for key in self.running if key not in present]
+        for key in gone:
+            self.stop(key)
+
     def stop(self, key_prefix: str) -> None:
         with self.lock:
             keys = [k for k in self.running if k.startswith(key_prefix)]
@@ -742,6 +751,7 @@ class ProbeRuntime:
         pods = self.cluster.resource("v1", "Pod")
         while True:
             listing = pods.get().to_dict()
+            self.forget_all_but(listing.get("items") or [])
             for pod in listing.get("items") or []:
                 yield "ADDED", pod
             version = listing["metadata"]["resourceVersion"]
