@@ -21,10 +21,12 @@ from typing import Any
 # As the API server words an admission webhook it could not call (apiserver's
 # admission/plugin/webhook/errors): `failed calling webhook "<name>": <why>`.
 _WEBHOOK = re.compile(r'failed calling webhook "(?P<name>[^"]+)":\s*(?P<why>.*)')
+_CALLED = re.compile(r'(?:Post|Get) "(?P<url>[^"?]+)')
 # The cause at the end of a Go client error chain, in plain words.
 _CAUSES = (
     ("context deadline exceeded", "did not answer within its timeout"),
     ("Client.Timeout exceeded", "did not answer within its timeout"),
+    ("TLS handshake timeout", "did not answer within its timeout (not even the TLS handshake)"),
     ("connection refused", "refused the connection (nothing listens at its address)"),
     ("no endpoints available", "has no ready endpoints behind its Service"),
     ("no such host", "has an address that does not resolve"),
@@ -50,7 +52,14 @@ class ApiStatus:
     def webhook_cause(self) -> str:
         found = _WEBHOOK.search(self.message)
         text = found["why"] if found else self.message
-        return next((plain for needle, plain in _CAUSES if needle in text), "failed")
+        plain = next((plain for needle, plain in _CAUSES if needle in text), "")
+        return plain or f"failed ({text.strip()[:300]})"
+
+    @property
+    def webhook_url(self) -> str:
+        """The address the API server called (its query, e.g. `?timeout=10s`, left out)."""
+        found = _CALLED.search(self.message)
+        return found["url"] if found else ""
 
 
 def api_status(exc: BaseException) -> ApiStatus | None:

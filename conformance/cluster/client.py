@@ -66,6 +66,15 @@ class HttpReply:
         return json.loads(self.text)
 
 
+def _calls(hook: Obj, url: str) -> bool:
+    """Whether the API server calling `url` is calling this webhook."""
+    cfg = hook.get("clientConfig") or {}
+    service = cfg.get("service")
+    if service:
+        return url.startswith(f"https://{service.get('name')}.{service.get('namespace')}.svc")
+    return str(cfg.get("url") or "").split("?")[0] == url
+
+
 def _webhook_address(hook: Obj, configuration: str) -> str:
     cfg = hook.get("clientConfig") or {}
     service = cfg.get("service")
@@ -251,19 +260,26 @@ class Cluster:
             annotate(exc, action, self.webhook_served_by(webhook) if webhook else "")
             raise
 
-    def webhook_served_by(self, webhook: str) -> str:
+    def webhook_served_by(self, webhook: str, called: str = "") -> str:
         """Where the admission webhook of that name sends its calls ("Service ns/name:port" or
-        its URL); empty when no configuration of it can be read."""
+        its URL, and its configuration); of several of that name (Kueue and LWS both register
+        `mleaderworkerset.kb.io`), the one at the address the API server `called`. Empty when
+        no configuration of it can be read."""
+        found: list[tuple[Obj, str]] = []
         for kind in WEBHOOK_KINDS:
             try:
                 configurations = self.list_objects("admissionregistration.k8s.io/v1", kind)
             except (client.ApiException, DynamicApiError):
                 return ""
-            for configuration in configurations:
-                for hook in configuration.get("webhooks") or []:
-                    if hook.get("name") == webhook:
-                        return _webhook_address(hook, f"{kind} {configuration['metadata']['name']}")
-        return ""
+            for c in configurations:
+                named = [h for h in c.get("webhooks") or [] if h.get("name") == webhook]
+                found += [(hook, f"{kind} {c['metadata']['name']}") for hook in named]
+        if not found:
+            return ""
+        hook, configuration = next(
+            ((h, c) for h, c in found if called and _calls(h, called)), found[0]
+        )
+        return _webhook_address(hook, configuration)
 
     def pod_logs(self, name: str, namespace: str, container: str | None = None) -> str:
         kwargs: dict[str, Any] = {"container": container} if container else {}

@@ -39,6 +39,7 @@ def test_a_timed_out_webhook_is_named_with_its_cause_and_where_to_look() -> None
     status = api_status(exc)
     assert status is not None
     assert status.webhook == "mworkload.kb.io"
+    assert status.webhook_url == "https://127.0.0.1:20443/mutate--v1-pod"
     assert platform_fault(status)
     text = explain(exc)
     assert text is not None
@@ -57,10 +58,12 @@ def test_a_timed_out_webhook_is_named_with_its_cause_and_where_to_look() -> None
     ("why", "plain"),
     [
         ("dial tcp 127.0.0.1:20443: connect: connection refused", "refused the connection"),
+        ('Post "https://127.0.0.1:1/x?timeout=10s": net/http: TLS handshake timeout',
+         "did not answer within its timeout (not even the TLS handshake)"),
         ('service "lws-webhook" not found; no endpoints available', "no ready endpoints"),
         ("tls: failed to verify certificate: x509: certificate signed by unknown authority",
          "certificate the API server does not trust"),
-        ("something new", "failed"),
+        ("something new", "failed (something new)"),
     ],
 )  # fmt: skip
 def test_webhook_causes_in_plain_words(why: str, plain: str) -> None:
