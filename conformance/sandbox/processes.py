@@ -33,7 +33,7 @@ def start(
     its output going to `<logs>/<name>.log`; return its pid, also written to `<logs>/<name>.pid`
     before a stop signal can interrupt (so a stopped `up` can stop it, see `recorded_pids`)."""
     log = (logs / f"{name}.log").open("ab")
-    with signals_held():
+    with signals_held() as previous:
         proc = subprocess.Popen(
             wrap(cmd, netns),
             stdout=log,
@@ -41,6 +41,8 @@ def start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env={**os.environ, **(env or {})},
+            # a blocked mask is inherited: the child must get SIGTERM (down's first try)
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, previous),
         )
         (logs / f"{name}{PID_SUFFIX}").write_text(f"{proc.pid}\n")
     log.close()
@@ -52,12 +54,13 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[set[int | signal.Signals]]:
     """Hold SIGINT, SIGTERM and SIGHUP back (they are delivered on leaving) while a process is
-    started and recorded, so that none is started without a record."""
+    started and recorded, so that none is started without a record; yields the mask before,
+    which a child started meanwhile must be given back (a mask is inherited across exec)."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        yield
+        yield previous
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 

@@ -172,3 +172,18 @@ def test_a_signal_during_sandbox_up_stops_what_it_started(
     assert not [n for n, pid in state["pids"].items() if processes.alive(pid)], output
     assert processes_naming(directory) == [], output
     sbx.down(directory)
+
+
+def test_sandbox_processes_can_be_stopped_by_sigterm(sandbox: sbx.Sandbox) -> None:
+    """`up` holds stop signals back while it starts a process; the process itself must not
+    inherit that mask, or `down`'s SIGTERM waits out its grace and kills it, orphaning the
+    pods' processes the probe runtime would have stopped."""
+    blocked = {}
+    for name, pid in sandbox.pids.items():
+        status = Path(f"/proc/{pid}/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines()
+                        if line.startswith("SigBlk:")), 16)  # fmt: skip
+        held = [s.name for s in SIGNALS if mask & (1 << (s.value - 1))]
+        if held:
+            blocked[name] = held
+    assert blocked == {}
