@@ -256,8 +256,10 @@ class Cluster:
             yield
         except (client.ApiException, DynamicApiError) as exc:
             status = api_status(exc)
-            webhook = status.webhook if status else None
-            annotate(exc, action, self.webhook_served_by(webhook) if webhook else "")
+            where = ""
+            if status is not None and status.webhook:
+                where = self.webhook_served_by(status.webhook, status.webhook_url)
+            annotate(exc, action, where)
             raise
 
     def webhook_served_by(self, webhook: str, called: str = "") -> str:

@@ -84,6 +84,8 @@ def test_a_hung_controller_fails_its_requirements_naming_the_webhook(
         message = check["message"]
         assert 'admission webhook "' in message, message
         assert "did not answer within its timeout" in message, message
+        assert f"in MutatingWebhookConfiguration {component}-" in message or (
+            f"in ValidatingWebhookConfiguration {component}-" in message), message  # fmt: skip
         assert "Next: " in message
         assert "HTTPHeaderDict" not in message
         # the first try's timeout, then at most one more, plus the check's own setup
