@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from conformance.sandbox.build import build
+from conformance.sandbox.faults import FAULTS
 from conformance.sandbox.lifecycle import (
     COMPONENTS,
-    FAULTS,
     Sandbox,
     attach,
     describe,

@@ -1,4 +1,4 @@
-"""`kaic sandbox build | up | down | status`."""
+"""`kaic sandbox build | up | down | status | break | mend`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from pathlib import Path
 from rich.console import Console
 
 from conformance import sandbox
+from conformance.sandbox.faults import FAULTS
+from conformance.sandbox.live_faults import break_faults, mend_faults
+
+FAULT_HELP = "; ".join(f"{name}: {fault.summary}" for name, fault in FAULTS.items())
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -15,15 +19,20 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
                                 parser_class=type(parser))  # fmt: skip
     sub.add_parser("build", help="build the components into the cache (reused when present)")
     up = sub.add_parser("up", help="start a sandbox and write <dir>/kubeconfig")
+    breaks = sub.add_parser("break", help="apply faults to the running sandbox")
+    mends = sub.add_parser("mend", help="remove faults from the running sandbox")
+    for p in (breaks, mends):
+        p.add_argument("faults", nargs="+", metavar="FAULT", choices=FAULTS, help=FAULT_HELP)
     for p in (up, sub.add_parser("down", help="stop the sandbox and remove its state"),
-              sub.add_parser("status", help="show the sandbox's processes and nodes")):  # fmt: skip
+              sub.add_parser("status", help="show the sandbox's processes and nodes"),
+              breaks, mends):  # fmt: skip
         p.add_argument("--dir", type=Path, default=sandbox.DEFAULT_DIR,
                        help=f"state directory (default: {sandbox.DEFAULT_DIR})")  # fmt: skip
     up.add_argument("--without", nargs="+", action="extend", default=[], metavar="COMPONENT",
                     choices=sandbox.COMPONENTS, help="leave components out")  # fmt: skip
     up.add_argument("--break", dest="breaks", nargs="+", action="extend", default=[],
-                    metavar="FAULT", choices=sandbox.FAULTS,
-                    help="break something on purpose (repeatable)")  # fmt: skip
+                    metavar="FAULT", choices=FAULTS,
+                    help=f"break something on purpose (repeatable): {FAULT_HELP}")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +55,14 @@ def run(args: argparse.Namespace) -> int:
     if args.sandbox_command == "down":
         stopped = sandbox.down(args.dir)
         print(f"Stopped {', '.join(stopped)}" if stopped else f"No sandbox in {args.dir}")
+        return 0
+    if args.sandbox_command in ("break", "mend"):
+        change = break_faults if args.sandbox_command == "break" else mend_faults
+        changed = change(args.dir, args.faults, say)
+        box = sandbox.attach(args.dir)
+        what = "broken" if args.sandbox_command == "break" else "mended"
+        print(f"{what.capitalize()}: {', '.join(changed)}" if changed else f"Nothing {what}")
+        print(f"Broken now: {', '.join(box.breaks) or 'nothing'}")
         return 0
     print(sandbox.describe(args.dir))
     return 0 if sandbox.is_running(args.dir) else 1

@@ -22,6 +22,11 @@ Obj = dict[str, Any]
 Apply = Callable[[Cluster, Obj], None]
 
 KUEUE_NAMESPACE = "kueue-system"
+KUEUE_CONFIG = "kueue-config.yaml"
+LWS_CONFIG = "lws-config.yaml"
+# Where the fault `lws-webhook-down` registers the LWS webhooks: an address nothing serves, so the
+# API server's calls are refused, as when the webhook Service has no ready endpoints.
+UNSERVED_URL = "https://127.0.0.1:1"
 LWS_NAMESPACE = "lws-system"
 # Webhooks kept from the upstream manifests: those of the integrations the sandbox enables.
 KUEUE_GROUPS = {"kueue.x-k8s.io", "batch", "", "leaderworkerset.x-k8s.io"}
@@ -204,25 +209,56 @@ def start_kueue(
         "internalCertManagement": {"enable": True, "webhookServiceName": service},
         "integrations": {"frameworks": frameworks},
     }
-    if wait_for_pods_ready:  # off only for the fault `kueue-no-wait-for-pods-ready`
-        config["waitForPodsReady"] = {
-            "timeout": "5m",
-            "blockAdmission": True,
-            "requeuingStrategy": {"timestamp": "Eviction"},
-        }
-    config_path = work / "kueue-config.yaml"
+    set_wait_for_pods_ready(config, wait_for_pods_ready)
+    config_path = work / KUEUE_CONFIG
     config_path.write_text(yaml.safe_dump(config))
     for hook in _webhooks(data / "kueue/config/components/webhook/manifests.yaml", "kueue-",
                           base, ca_pem, KUEUE_GROUPS if with_lws else KUEUE_GROUPS - {
                               "leaderworkerset.x-k8s.io"}):  # fmt: skip
         apply(cluster, hook)
     log = work / "logs" / "kueue.log"
-    pid = processes.start("kueue", [
-        str(bin_dir / "kueue"), "--config", str(config_path),
-        "--kubeconfig", str(kubeconfig or work / "kubeconfig"),
-        "--feature-gates", "VisibilityOnDemand=false",
-    ], work / "logs", netns=netns)  # fmt: skip
+    pid = processes.start("kueue", _kueue_command(bin_dir, config_path, kubeconfig or
+                                                  work / "kubeconfig"),
+                          work / "logs", netns=netns)  # fmt: skip
     return Controller("kueue", pid, f"http://127.0.0.1:{health}/readyz", log, netns)
+
+
+def set_wait_for_pods_ready(config: Obj, on: bool) -> None:
+    """All-or-nothing admission, off only for the fault `kueue-no-wait-for-pods-ready`."""
+    config.pop("waitForPodsReady", None)
+    if on:
+        config["waitForPodsReady"] = {
+            "timeout": "5m",
+            "blockAdmission": True,
+            "requeuingStrategy": {"timestamp": "Eviction"},
+        }
+
+
+def _kueue_command(bin_dir: Path, config: Path, kubeconfig: Path) -> list[str]:
+    return [str(bin_dir / "kueue"), "--config", str(config), "--kubeconfig", str(kubeconfig),
+            "--feature-gates", "VisibilityOnDemand=false"]  # fmt: skip
+
+
+def restart_kueue(
+    work: Path,
+    bin_dir: Path,
+    kubeconfig: Path,
+    pid: int,
+    netns: str | None,
+    *,
+    wait_for_pods_ready: bool,
+) -> Controller:
+    """Kueue's configuration changed and its one process restarted, as an operator rolls it out
+    (same ports, certificates and CRDs)."""
+    config_path = work / KUEUE_CONFIG
+    config = yaml.safe_load(config_path.read_text())
+    set_wait_for_pods_ready(config, wait_for_pods_ready)
+    config_path.write_text(yaml.safe_dump(config))
+    processes.stop([pid])
+    pid = processes.start("kueue", _kueue_command(bin_dir, config_path, kubeconfig),
+                          work / "logs", netns=netns)  # fmt: skip
+    health = config["health"]["healthProbeBindAddress"]
+    return Controller("kueue", pid, f"http://{health}/readyz", work / "logs" / "kueue.log", netns)
 
 
 def kueue_platform_queues() -> list[Obj]:
@@ -274,13 +310,9 @@ def start_lws(
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
     }
-    config_path = work / "lws-config.yaml"
+    config_path = work / LWS_CONFIG
     config_path.write_text(yaml.safe_dump(config))
-    # The fault `lws-webhook-down`: the webhooks stay registered, at a port nothing serves (as
-    # when the webhook Service has no ready endpoints).
-    hooks_at = f"https://127.0.0.1:{ports()}" if webhook_down else base
-    for hook in _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-", hooks_at, ca_pem,
-                          LWS_GROUPS):  # fmt: skip
+    for hook in lws_webhooks(data, base, ca_pem, down=webhook_down):
         apply(cluster, hook)
     log = work / "logs" / "lws.log"
     pid = processes.start(
@@ -297,6 +329,18 @@ def start_lws(
         netns=netns,
     )
     return Controller("lws", pid, f"http://127.0.0.1:{health}/readyz", log, netns)
+
+
+def lws_webhooks(data: Path, base_url: str, ca_pem: bytes, *, down: bool) -> list[Obj]:
+    """LWS's webhook configurations, at `base_url`, or at UNSERVED_URL for `lws-webhook-down`."""
+    return _webhooks(data / "lws/config/webhook/manifests.yaml", "lws-",
+                     UNSERVED_URL if down else base_url, ca_pem, LWS_GROUPS)  # fmt: skip
+
+
+def lws_webhook_url(work: Path) -> str:
+    """Where the running LWS serves its webhooks (its configuration's port)."""
+    config = yaml.safe_load((work / LWS_CONFIG).read_text())
+    return f"https://127.0.0.1:{config['webhook']['port']}"
 
 
 def wait_ready(controller: Controller, timeout_s: float = 90) -> None:

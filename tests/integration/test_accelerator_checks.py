@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from conformance import sandbox as sbx
 from conformance.cli import main
-from tests.integration.conftest import MakeSandbox
+from tests.integration.conftest import BARE, broken
 
 pytestmark = pytest.mark.sandbox
 
@@ -66,10 +67,8 @@ def test_gpu_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> N
     )
 
 
-def test_without_dra_driver_the_dra_checks_fail(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(without=["dra-driver"])
+@pytest.mark.box(without=BARE)
+def test_without_dra_driver_the_dra_checks_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "dra.*", "--check", "secure-access.*")
     assert checks["dra.api-served"]["status"] == "passed"  # the API is there, the devices not
     for check_id in DRA[1:]:
@@ -79,10 +78,13 @@ def test_without_dra_driver_the_dra_checks_fail(
     assert {checks[c]["status"] for c in SECURE} == {"passed"}
 
 
-def test_a_device_leak_fails_secure_access(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
-    box = sandbox_factory(breaks=["gpu-visible-without-request"])
-    for mode in ("dra", "device-plugin"):
-        checks = run(box, tmp_path / mode, "--check", "secure-access.*", "--allocation-mode", mode)
+def test_a_device_leak_fails_secure_access(sandbox: sbx.Sandbox, tmp_path: Path) -> None:
+    with broken(sandbox, "gpu-visible-without-request") as box:
+        found = {
+            mode: run(box, tmp_path / mode, "--check", "secure-access.*", "--allocation-mode", mode)
+            for mode in ("dra", "device-plugin")
+        }
+    for mode, checks in found.items():
         leak = checks["secure-access.no-request-no-device"]
         assert leak["status"] == "failed", mode
         assert "/no-request (no accelerator requested)" in leak["message"]
@@ -93,11 +95,11 @@ def test_a_device_leak_fails_secure_access(sandbox_factory: MakeSandbox, tmp_pat
 
 
 def test_gpus_that_never_reach_the_pod_fail_secure_access(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(breaks=["device-plugin-no-devices"])
-    checks = run(box, tmp_path, "--check", "secure-access.*", "--allocation-mode",
-                 "device-plugin")  # fmt: skip
+    with broken(sandbox, "device-plugin-no-devices") as box:
+        checks = run(box, tmp_path, "--check", "secure-access.*", "--allocation-mode",
+                     "device-plugin")  # fmt: skip
     assert checks["secure-access.count-matches"]["status"] == "failed"
     assert "observed devices []" in checks["secure-access.count-matches"]["message"]
     assert checks["secure-access.disjoint-devices"]["status"] == "failed"
@@ -128,12 +130,11 @@ def test_driver_sharing_and_vgpu_on_the_sandbox(sandbox: Any, tmp_path: Path, mo
 
 
 def test_driver_and_sharing_faults_fail_the_right_checks(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(
-        breaks=["driver-version-mismatch", "driver-version-skew", "time-slicing-no-replicas"]
-    )
-    checks = run(box, tmp_path, "--check", "driver.*", "--check", "sharing.*")
+    faults = ("driver-version-mismatch", "driver-version-skew", "time-slicing-no-replicas")
+    with broken(sandbox, *faults) as box:
+        checks = run(box, tmp_path, "--check", "driver.*", "--check", "sharing.*")
     assert statuses(checks) == dict.fromkeys([*DRIVER, "sharing.time-slicing"], "failed")
     skew = checks["driver.version-advertised"]["message"]
     assert "to run one driver version" in skew

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+from conformance import sandbox as sbx
 from conformance.checks import _gateway as gw
 from conformance.checks import _pools as pl
 from conformance.checks.gateway_api import MODELS, WEIGHTS
 from conformance.cluster import Cluster, ObjectRef
 from conformance.settings import EPP_IMAGE, MODEL_HEADER
-from tests.integration.conftest import MakeSandbox
+from tests.integration.conftest import broken
 from tests.integration.test_accelerator_checks import run, statuses
 from tests.integration.test_metrics_checks import NO_PROMETHEUS
 
@@ -74,7 +75,7 @@ def test_the_gateway_api_checks_pass_through_the_sandbox_gateway(
 
 
 POOL_PASSING = [c for c in POOL if c != "inference-pool.fail-open"]
-# Only what the routing checks need: the faulted sandboxes start faster.
+# Only what the routing checks need: the sandbox without the extension starts faster.
 ROUTING_ONLY = ["kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter",
                 "prometheus-adapter"]  # fmt: skip
 
@@ -97,11 +98,11 @@ def test_inference_pool_checks_through_envoy_ai_gateway(sandbox: Any, tmp_path: 
     assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
 
 
+@pytest.mark.box(without=[*ROUTING_ONLY, "ai-gateway"], gateway=True)
 def test_without_the_inference_extension_pools_get_no_traffic(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    box: sbx.Sandbox, tmp_path: Path
 ) -> None:
     """Envoy Gateway alone routes to Services, not to InferencePools."""
-    box = sandbox_factory(without=[*ROUTING_ONLY, "ai-gateway"], gateway=True)
     checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
                  "--check", "inference-pool.accepted", "--check", "inference-pool.invalid-picker",
                  profile="inference")  # fmt: skip
@@ -118,12 +119,12 @@ def test_without_the_inference_extension_pools_get_no_traffic(
 
 
 def test_with_the_endpoint_pickers_down_pools_answer_errors(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
     """The pool is set up as usual (its picker's Service exists, its pod looks Ready), but no
     request through it is routed: every one gets a 500."""
-    box = sandbox_factory(without=ROUTING_ONLY, breaks=["endpoint-picker-down"], gateway=True)
-    checks = run(box, tmp_path, "--check", "inference-pool.load-aware", profile="inference")
+    with broken(sandbox, "endpoint-picker-down") as box:
+        checks = run(box, tmp_path, "--check", "inference-pool.load-aware", profile="inference")
     assert statuses(checks) == {"inference-pool.load-aware": "failed"}
     message = checks["inference-pool.load-aware"]["message"]
     assert "to be answered by the pods of InferencePool pool" in message
@@ -140,10 +141,8 @@ def test_a_named_gateway_that_does_not_exist_fails(sandbox: Any, tmp_path: Path)
     assert "it does not exist" in message
 
 
-def test_without_the_gateway_api_routing_checks_fail(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(**NO_PROMETHEUS)
+@pytest.mark.box(**NO_PROMETHEUS)
+def test_without_the_gateway_api_routing_checks_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "gateway-api.*", "--check", "inference-pool.*",
                  profile="inference")  # fmt: skip
     assert statuses(checks) == dict.fromkeys(GATEWAY + POOL, "failed")

@@ -1,7 +1,7 @@
 """Metrics and autoscaling checks pass on the sandbox (a real Prometheus discovering pods, the
 emulated GPU exporter, prometheus-adapter) and fail or are not applicable, naming what is
-missing, when a part of the monitoring stack is absent or broken. Two faulted sandboxes carry
-several faults each (one per requirement)."""
+missing, when a part of the monitoring stack is absent or broken: broken in place on the shared
+sandbox, or left out of one started without it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import MakeSandbox
+from conformance import sandbox as sbx
+from tests.integration.conftest import BARE, broken
 from tests.integration.test_accelerator_checks import run, statuses
 
 pytestmark = pytest.mark.sandbox
@@ -21,13 +22,11 @@ ACCELERATOR = [
     "accelerator-metrics.per-device", "accelerator-metrics.pod-attribution",
     "accelerator-metrics.utilization-follows-load",
 ]  # fmt: skip
-# Also without the Gateway API (test_inference_routing.py uses this sandbox too).
-NO_PROMETHEUS = {"without": ["prometheus", "gateway"], "breaks": ["exporter-no-memory"]}
-# Also without kube-proxy (test_sandbox_network.py uses this sandbox too).
-NO_EXPORTER = {
-    "without": ["accelerator-exporter", "prometheus-adapter", "kube-proxy"],
-    "breaks": ["prometheus-no-workload-scrape"],
-}
+# Also without the Gateway API (test_inference_routing.py uses this sandbox too, and
+# test_platform_faults.py, which needs neither).
+NO_PROMETHEUS = {"without": ["prometheus", "gateway"]}
+# Also without kube-proxy (test_sandbox_network.py uses it), Kueue, LWS and the DRA driver.
+NO_EXPORTER = {"without": BARE}
 
 
 def test_ai_service_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
@@ -45,10 +44,8 @@ def test_ai_service_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) ->
     assert queried["metrics"]["latency_buckets"] >= 10
 
 
-def test_without_prometheus_ai_service_metrics_fail(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(**NO_PROMETHEUS)
+@pytest.mark.box(**NO_PROMETHEUS)
+def test_without_prometheus_ai_service_metrics_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "ai-service-metrics.*")
     assert statuses(checks) == dict.fromkeys(SERVICE, "failed")
     for check in checks.values():
@@ -57,11 +54,11 @@ def test_without_prometheus_ai_service_metrics_fail(
 
 
 def test_prometheus_not_scraping_workloads_fails_discovery(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(**NO_EXPORTER)
     # the discovery wait is 150 s for real clusters; a fifth of it is plenty for 2 s scrapes
-    checks = run(box, tmp_path, "--check", "ai-service-metrics.*", "--timeout-scale", "0.2")
+    with broken(sandbox, "prometheus-no-workload-scrape") as box:
+        checks = run(box, tmp_path, "--check", "ai-service-metrics.*", "--timeout-scale", "0.2")
     assert statuses(checks) == dict.fromkeys(SERVICE, "failed")
     for check in checks.values():
         message = check["message"]
@@ -88,10 +85,10 @@ def test_accelerator_metrics_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -
 
 
 def test_an_exporter_without_memory_metrics_fails_per_device(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(**NO_PROMETHEUS)
-    checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
+    with broken(sandbox, "exporter-no-memory") as box:
+        checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
     assert statuses(checks) == {
         "accelerator-metrics.per-device": "failed",
         "accelerator-metrics.pod-attribution": "passed",
@@ -103,10 +100,8 @@ def test_an_exporter_without_memory_metrics_fails_per_device(
     assert "Node/gpu-ts-0: 0 of its 1 device(s)" in message
 
 
-def test_without_an_exporter_accelerator_metrics_fail(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(**NO_EXPORTER)
+@pytest.mark.box(**NO_EXPORTER)
+def test_without_an_exporter_accelerator_metrics_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
     assert statuses(checks) == dict.fromkeys(ACCELERATOR, "failed")
     for check in checks.values():
@@ -126,10 +121,10 @@ def test_pod_autoscaling_on_a_custom_metric(sandbox: Any, tmp_path: Path) -> Non
     assert current[-1] == 1
 
 
+@pytest.mark.box(**NO_EXPORTER)
 def test_without_a_metrics_adapter_pod_autoscaling_is_not_applicable(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    box: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(**NO_EXPORTER)
     checks = run(box, tmp_path, "--check", "pod-autoscaling.*")
     assert statuses(checks) == {"pod-autoscaling.custom-metric": "skipped"}
     results = json.loads((tmp_path / "results.json").read_text())

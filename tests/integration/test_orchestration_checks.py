@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import MakeSandbox
+from conformance import sandbox as sbx
+from tests.integration.conftest import BARE, broken
 from tests.integration.test_accelerator_checks import run, statuses
-from tests.integration.test_sandbox_faults import BREAKS as FAULTY
 
 pytestmark = pytest.mark.sandbox
 
@@ -28,10 +28,8 @@ def test_kueue_admission_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> 
     assert "doesn't match ClusterQueue selector" in outsider["outsider_waiting_because"]
 
 
-def test_without_kueue_every_admission_check_fails(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(without=["kueue"])
+@pytest.mark.box(without=BARE)
+def test_without_kueue_every_admission_check_fails(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "kueue.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(KUEUE, "failed")
     assert all("Kueue's API (kueue.x-k8s.io" in c["message"] for c in checks.values())
@@ -52,10 +50,10 @@ def test_lws_gang_restart_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) ->
 
 
 def test_lws_without_group_restart_fails_the_restart_checks(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(breaks=["lws-group-restart"])
-    checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
+    with broken(sandbox, "lws-group-restart") as box:
+        checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
     assert statuses(checks) == {
         "lws.api-served": "passed",
         "lws.group-created": "passed",
@@ -68,8 +66,8 @@ def test_lws_without_group_restart_fails_the_restart_checks(
     assert "pods kept with their old UIDs: ['group-0', 'group-0-2']" in message
 
 
-def test_without_lws_every_lws_check_fails(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
-    box = sandbox_factory(without=["kueue", "lws"])
+@pytest.mark.box(without=BARE)
+def test_without_lws_every_lws_check_fails(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "lws.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(LWS, "failed")
     assert all("LeaderWorkerSet API" in c["message"] for c in checks.values())
@@ -86,17 +84,17 @@ def test_gang_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> 
 
 
 def test_without_wait_for_pods_ready_gangs_are_not_all_or_nothing(
-    sandbox_factory: MakeSandbox, tmp_path: Path
+    sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
-    box = sandbox_factory(breaks=["kueue-no-wait-for-pods-ready"])
-    checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
+    with broken(sandbox, "kueue-no-wait-for-pods-ready") as box:
+        checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
     assert checks["gang.waits-for-pods-ready"]["status"] == "failed"
     assert "/next to wait while the admitted gang" in checks["gang.waits-for-pods-ready"]["message"]
     assert checks["gang.fitting-gang-runs"]["status"] == "passed"
 
 
-def test_without_kueue_no_gang_scheduler(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
-    box = sandbox_factory(without=["kueue"])
+@pytest.mark.box(without=BARE)
+def test_without_kueue_no_gang_scheduler(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "gang.*", profile="batch")
     assert statuses(checks) == dict.fromkeys(GANG, "failed")
 
@@ -128,11 +126,9 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     assert "Active=True" in reconciled["kueue"]["progress"]
 
 
-def test_an_operator_whose_webhook_is_down_fails(
-    sandbox_factory: MakeSandbox, tmp_path: Path
-) -> None:
-    box = sandbox_factory(breaks=list(FAULTY))
-    checks = run(box, tmp_path, "--check", "operator.*", "--operator", "lws")
+def test_an_operator_whose_webhook_is_down_fails(sandbox: sbx.Sandbox, tmp_path: Path) -> None:
+    with broken(sandbox, "lws-webhook-down") as box:
+        checks = run(box, tmp_path, "--check", "operator.*", "--operator", "lws")
     assert checks["operator.crds-established"]["status"] == "passed"
     for check_id in ("operator.invalid-rejected", "operator.valid-reconciled"):
         assert checks[check_id]["status"] == "failed", check_id
@@ -141,8 +137,8 @@ def test_an_operator_whose_webhook_is_down_fails(
     assert "a valid LeaderWorkerSet (lws)" in checks["operator.valid-reconciled"]["message"]
 
 
-def test_operators_that_are_not_installed(sandbox_factory: MakeSandbox, tmp_path: Path) -> None:
-    box = sandbox_factory(without=["kueue", "lws"])
+@pytest.mark.box(without=BARE)
+def test_operators_that_are_not_installed(box: sbx.Sandbox, tmp_path: Path) -> None:
     named = run(box, tmp_path / "named", "--check", "operator.*", "--operator", "lws")
     assert statuses(named) == dict.fromkeys(OPERATOR, "failed")
     for check in named.values():

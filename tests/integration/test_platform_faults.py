@@ -23,13 +23,10 @@ from conformance.cluster import Cluster
 from conformance.cluster.connect import WEBHOOK_ATTEMPTS
 from conformance.cluster.labels import selector
 from conformance.sandbox import processes
-from tests.integration.conftest import MakeSandbox
+from tests.integration.test_metrics_checks import NO_PROMETHEUS
 
 pytestmark = pytest.mark.sandbox
 
-# A sandbox of its own (its controllers are stopped on purpose), without what these checks
-# do not use.
-LEFT_OUT = ("prometheus", "prometheus-adapter", "accelerator-exporter")
 # Each try at a hung webhook waits out its timeout (10 s, the webhooks' default); a check ends
 # after WEBHOOK_ATTEMPTS tries, well within 30 s of the first timeout.
 WEBHOOK_TIMEOUT_S = 10
@@ -57,6 +54,9 @@ def run_checks(box: sbx.Sandbox, out: Path, *patterns: str) -> dict[str, Any]:
     return data
 
 
+# Not the shared sandbox: its controllers are stopped on purpose. One without Prometheus, which
+# these checks do not use (the last of the tests on it to run).
+@pytest.mark.box(**NO_PROMETHEUS)
 @pytest.mark.parametrize(
     ("component", "patterns", "requirements"),
     [
@@ -65,13 +65,12 @@ def run_checks(box: sbx.Sandbox, out: Path, *patterns: str) -> dict[str, Any]:
     ],
 )
 def test_a_hung_controller_fails_its_requirements_naming_the_webhook(
-    sandbox_factory: MakeSandbox,
+    box: sbx.Sandbox,
     tmp_path: Path,
     component: str,
     patterns: tuple[str, ...],
     requirements: set[str],
 ) -> None:
-    box = sandbox_factory(without=LEFT_OUT)
     with hung(box, component):
         data = run_checks(box, tmp_path / "out", *patterns)
     statuses = {r["id"]: r["status"] for r in data["requirements"] if r["id"] in requirements}
@@ -154,7 +153,7 @@ def test_a_signal_during_sandbox_up_stops_what_it_started(
 ) -> None:
     directory = tmp_path / "box"
     cmd = [sys.executable, "-m", "conformance.cli", "sandbox", "up", "--dir", str(directory),
-           "--without", "gateway", *LEFT_OUT]  # fmt: skip
+           "--without", *NO_PROMETHEUS["without"]]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     try:

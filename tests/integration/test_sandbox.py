@@ -14,7 +14,7 @@ from kubernetes import client
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
 from conformance.sandbox import processes
-from tests.integration.conftest import MakeSandbox, admin_of
+from tests.integration.conftest import BARE, admin_of
 
 pytestmark = pytest.mark.sandbox
 Obj = dict[str, Any]
@@ -156,10 +156,8 @@ def unschedulable(pods: list[Obj]) -> Obj | None:
     return None
 
 
-def test_without_dra_driver_no_devices_exist_and_claims_cannot_be_met(
-    sandbox_factory: MakeSandbox,
-) -> None:
-    box = sandbox_factory(without=["dra-driver"])
+@pytest.mark.box(without=BARE)
+def test_without_dra_driver_no_devices_exist_and_claims_cannot_be_met(box: sbx.Sandbox) -> None:
     cluster = admin_of(box)
     assert cluster.list_objects("resource.k8s.io/v1", "ResourceSlice") == []
     assert cluster.list_objects("resource.k8s.io/v1", "DeviceClass") == []

@@ -1,7 +1,7 @@
 """More faults, each a real change in the running cluster, shown next to the healthy behaviour:
 a GPU leak to pods that asked for none, LWS webhooks down, Kueue without all-or-nothing.
 
-The faults here do not interfere with one another, so one sandbox carries all three.
+Each fault is applied to the shared sandbox for the test (kaic sandbox break) and mended after.
 """
 
 from __future__ import annotations
@@ -14,27 +14,15 @@ import pytest
 from kubernetes.client import ApiException
 
 from conformance import sandbox as sbx
-from conformance.cluster import Cluster
+from conformance.cli import main
+from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.wait import WaitTimeout
-from tests.integration.conftest import MakeSandbox, admin_of
+from tests.integration.conftest import BARE, broken
 from tests.integration.test_sandbox import scratch_namespace
 from tests.integration.test_sandbox_stack import PRINT_DEVICES, finished, lws, probe_pod
 
 pytestmark = pytest.mark.sandbox
 Obj = dict[str, Any]
-BREAKS = ("gpu-visible-without-request", "lws-webhook-down", "kueue-no-wait-for-pods-ready")
-
-
-@pytest.fixture(scope="module")
-def faulty(sandbox_factory: MakeSandbox) -> sbx.Sandbox:
-    return sandbox_factory(breaks=BREAKS)
-
-
-@pytest.fixture
-def faulty_ns(faulty: sbx.Sandbox) -> Iterator[tuple[Cluster, str]]:
-    cluster = admin_of(faulty)
-    for namespace in scratch_namespace(cluster):
-        yield cluster, namespace
 
 
 @pytest.fixture
@@ -64,18 +52,27 @@ def test_healthy_gpu_nodes_show_no_device_to_pods_that_asked_for_none(
         assert set(seen) == {"KAIC_POD_IP"}, f"{node} leaked devices: {seen}"
 
 
-def test_fault_gpu_visible_without_request(faulty_ns: tuple[Cluster, str]) -> None:
-    cluster, namespace = faulty_ns
-    dp = devices_seen_without_request(cluster, namespace, "gpu-dp-0")
+def test_fault_gpu_visible_without_request(
+    sandbox: sbx.Sandbox, healthy_ns: tuple[Cluster, str]
+) -> None:
+    cluster, namespace = healthy_ns
+    with broken(sandbox, "gpu-visible-without-request"):
+        dp = devices_seen_without_request(cluster, namespace, "gpu-dp-0")
+        dra = devices_seen_without_request(cluster, namespace, "gpu-dra-0")
     assert len(dp["NVIDIA_VISIBLE_DEVICES"].split(",")) == 4
-    dra = devices_seen_without_request(cluster, namespace, "gpu-dra-0")
     assert {k: v for k, v in dra.items() if k.startswith("GPU_DEVICE_")} == {
         f"GPU_DEVICE_{i}": f"gpu-{i}" for i in range(4)
     }
 
 
-def test_fault_lws_webhook_down(faulty_ns: tuple[Cluster, str]) -> None:
-    cluster, namespace = faulty_ns
+def test_fault_lws_webhook_down(sandbox: sbx.Sandbox, healthy_ns: tuple[Cluster, str]) -> None:
+    with broken(sandbox, "lws-webhook-down"):
+        lws_webhook_down(*healthy_ns)
+    cluster, namespace = healthy_ns
+    assert cluster.apply(lws(namespace))["metadata"]["uid"], "mended: LWS admits again"
+
+
+def lws_webhook_down(cluster: Cluster, namespace: str) -> None:
     hooks = cluster.list_objects(
         "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
     )
@@ -141,5 +138,41 @@ def test_healthy_kueue_blocks_admission_until_pods_are_ready(
     assert not second_job_admitted_while_first_is_not_ready(*healthy_ns)
 
 
-def test_fault_kueue_no_wait_for_pods_ready(faulty_ns: tuple[Cluster, str]) -> None:
-    assert second_job_admitted_while_first_is_not_ready(*faulty_ns)
+def test_fault_kueue_no_wait_for_pods_ready(
+    sandbox: sbx.Sandbox, healthy_ns: tuple[Cluster, str]
+) -> None:
+    with broken(sandbox, "kueue-no-wait-for-pods-ready"):
+        assert second_job_admitted_while_first_is_not_ready(*healthy_ns)
+
+
+POLICY = ObjectRef(
+    "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy",
+    "kaic-sandbox-fault-lws-group-restart",
+)  # fmt: skip
+
+
+def test_break_and_mend_through_the_cli(
+    sandbox: sbx.Sandbox, admin: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = ["--dir", str(sandbox.directory)]
+    assert main(["sandbox", "break", "lws-group-restart", *where]) == 0
+    assert "Broken now: lws-group-restart" in capsys.readouterr().out
+    assert admin.get(POLICY) is not None
+    assert "broken on purpose: lws-group-restart" in sbx.describe(sandbox.directory)
+    assert main(["sandbox", "break", "lws-group-restart", *where]) == 0
+    assert "lws-group-restart: already broken, nothing to do" in capsys.readouterr().err
+    assert main(["sandbox", "mend", "lws-group-restart", *where]) == 0
+    assert "Broken now: nothing" in capsys.readouterr().out
+    assert admin.get(POLICY) is None
+    assert "broken on purpose" not in sbx.describe(sandbox.directory)
+
+
+@pytest.mark.box(without=BARE)
+def test_a_fault_of_a_component_left_out_is_one_clear_error(
+    box: sbx.Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["sandbox", "break", "lws-webhook-down", "--dir", str(box.directory)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("lws-webhook-down: this sandbox was started without lws, which it changes")
+    assert len(err.splitlines()) == 1

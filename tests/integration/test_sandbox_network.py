@@ -18,7 +18,7 @@ from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
 from conformance.probes import PROBE_IMAGE
 from conformance.sandbox import netns
-from tests.integration.conftest import MakeSandbox, admin_of
+from tests.integration.conftest import admin_of
 from tests.integration.test_metrics_checks import NO_EXPORTER
 from tests.integration.test_sandbox import scratch_namespace
 
@@ -175,8 +175,8 @@ def test_service_names_resolve_through_cluster_dns(
 
 
 @pytest.mark.skipif(netns.available() is not None, reason=f"no netns: {netns.available()}")
-def test_without_kube_proxy_cluster_ips_do_not_route(sandbox_factory: MakeSandbox) -> None:
-    box = sandbox_factory(**NO_EXPORTER)
+@pytest.mark.box(**NO_EXPORTER)
+def test_without_kube_proxy_cluster_ips_do_not_route(box: sbx.Sandbox) -> None:
     assert "kube-proxy" not in box.pids
     cluster = admin_of(box)
     for namespace in scratch_namespace(cluster):

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from conformance import sandbox as sbx
 from conformance.cluster import Cluster
 from conformance.cluster.wait import WaitTimeout
 from conformance.probes import PROBE_IMAGE
-from tests.integration.conftest import MakeSandbox, admin_of
+from tests.integration.conftest import BARE, admin_of, broken
 from tests.integration.test_sandbox import scratch_namespace
 
 pytestmark = pytest.mark.sandbox
@@ -184,19 +185,18 @@ def test_device_plugin_probe_sees_its_gpus(admin: Cluster, ns: str) -> None:
     assert len(seen["NVIDIA_VISIBLE_DEVICES"].split(",")) == 2
 
 
-def test_fault_device_plugin_no_devices(sandbox_factory: MakeSandbox) -> None:
-    cluster = admin_of(sandbox_factory(breaks=["device-plugin-no-devices"]))
-    namespace = next(scratch_namespace(cluster))
-    node = {n["metadata"]["name"]: n for n in cluster.list_objects("v1", "Node")}["gpu-dp-0"]
-    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"  # still advertised
-    cluster.apply(device_plugin_probe(namespace))
-    finished(cluster, namespace, "dp")
-    seen = json.loads(cluster.pod_logs("dp", namespace).strip().splitlines()[-1])
+def test_fault_device_plugin_no_devices(admin: Cluster, sandbox: sbx.Sandbox, ns: str) -> None:
+    with broken(sandbox, "device-plugin-no-devices"):
+        node = {n["metadata"]["name"]: n for n in admin.list_objects("v1", "Node")}["gpu-dp-0"]
+        assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"  # still advertised
+        admin.apply(device_plugin_probe(ns))
+        finished(admin, ns, "dp")
+    seen = json.loads(admin.pod_logs("dp", ns).strip().splitlines()[-1])
     assert "NVIDIA_VISIBLE_DEVICES" not in seen
 
 
-def test_fault_without_kueue_and_lws(sandbox_factory: MakeSandbox) -> None:
-    box = sandbox_factory(without=["kueue", "lws"])
+@pytest.mark.box(without=BARE)
+def test_fault_without_kueue_and_lws(box: sbx.Sandbox) -> None:
     cluster = admin_of(box)
     assert not cluster.serves("kueue.x-k8s.io/v1beta2", "ClusterQueue")
     assert not cluster.serves("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet")
@@ -208,10 +208,16 @@ def test_fault_without_kueue_and_lws(sandbox_factory: MakeSandbox) -> None:
     assert not created["spec"].get("suspend")
 
 
-def test_fault_lws_group_restart_leaves_the_group_alone(sandbox_factory: MakeSandbox) -> None:
-    box = sandbox_factory(breaks=["lws-group-restart"])
-    cluster = admin_of(box)
-    namespace = next(scratch_namespace(cluster))
+def test_fault_lws_group_restart_leaves_the_group_alone(
+    admin: Cluster, sandbox: sbx.Sandbox, ns: str
+) -> None:
+    with broken(sandbox, "lws-group-restart"):
+        group_not_restarted(admin, ns)
+    # The controller tried, and the API server refused it.
+    assert "sandbox fault lws-group-restart" in (sandbox.directory / "logs" / "lws.log").read_text()
+
+
+def group_not_restarted(cluster: Cluster, namespace: str) -> None:
     stored = cluster.apply(lws(namespace))
     # The object is untouched: it is the controller that cannot act.
     assert stored["spec"]["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
@@ -233,5 +239,3 @@ def test_fault_lws_group_restart_leaves_the_group_alone(sandbox_factory: MakeSan
                                                        != pods["group-0"]), None),
                          awaiting="a new leader", timeout_s=10, namespace=namespace,
                          name="group-0")  # fmt: skip
-    # The controller tried, and the API server refused it.
-    assert "sandbox fault lws-group-restart" in (box.directory / "logs" / "lws.log").read_text()

@@ -12,7 +12,7 @@ import pytest
 from conformance import sandbox as sbx
 from conformance.errors import KaicError
 from conformance.probes import is_probe_image
-from conformance.sandbox import controllers, lifecycle, processes, topology
+from conformance.sandbox import controllers, faults, lifecycle, processes, topology
 from conformance.sandbox.probe_runtime import container_port, expand, runs, sandbox_component
 
 
@@ -93,7 +93,7 @@ def test_node_faults_label_only_the_nodes_they_concern() -> None:
     breaks = ["device-plugin-no-devices", "gpu-visible-without-request"]
     labels = {
         spec.name: {
-            k for k in lifecycle.node_objects(spec, topo, breaks)[0]["metadata"]["labels"]
+            k for k in faults.node_objects(spec, topo, breaks)[0]["metadata"]["labels"]
             if k.startswith("faults.kaic.dev/")
         }
         for spec in nodes
@@ -112,8 +112,8 @@ def test_driver_faults_change_what_hosts_run_and_advertise() -> None:
 
     def drivers(breaks: list[str]) -> dict[str, tuple[str, str]]:
         out = {}
-        for spec in lifecycle.node_specs(nodes, breaks):
-            node = lifecycle.node_objects(spec, topo, breaks)[0]
+        for spec in faults.node_specs(nodes, breaks):
+            node = faults.node_objects(spec, topo, breaks)[0]
             labels, notes = node["metadata"]["labels"], node["metadata"]["annotations"]
             if spec.kind == "dra":
                 slice_ = topology.resource_slice(spec, topo)
@@ -136,9 +136,9 @@ def test_driver_faults_change_what_hosts_run_and_advertise() -> None:
 def test_time_slicing_fault_keeps_the_labels_but_not_the_replicas() -> None:
     topo, nodes = topology.load()
     shared = next(n for n in nodes if n.replicas > 1)
-    node, status = lifecycle.node_objects(shared, topo, [])
+    node, status = faults.node_objects(shared, topo, [])
     assert status["status"]["allocatable"]["nvidia.com/gpu"] == str(shared.gpus * shared.replicas)
-    node, status = lifecycle.node_objects(shared, topo, ["time-slicing-no-replicas"])
+    node, status = faults.node_objects(shared, topo, ["time-slicing-no-replicas"])
     assert node["metadata"]["labels"]["nvidia.com/gpu.replicas"] == str(shared.replicas)
     assert status["status"]["allocatable"]["nvidia.com/gpu"] == str(shared.gpus)
 

@@ -190,3 +190,34 @@ def test_console_script_has_no_traceback() -> None:
         proc.stderr.strip()
         == "kaic: error: kubeconfig /nonexistent does not exist or is not a file"
     )
+
+
+def test_sandbox_break_without_a_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one_line_error(
+        capsys,
+        main(["sandbox", "break", "lws-group-restart", "--dir", str(tmp_path / "none")]),
+        f"no sandbox in {tmp_path / 'none'} (start one with: kaic sandbox up)",
+    )
+
+
+def test_sandbox_mend_an_unknown_fault(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one_line_error(
+        capsys,
+        main(["sandbox", "mend", "everything", "--dir", str(tmp_path)]),
+        "argument FAULT: invalid choice: 'everything' (choose from 'device-plugin-no-devices'",
+    )
+
+
+def test_sandbox_break_a_sandbox_that_is_not_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state.json").write_text(
+        '{"server": "https://127.0.0.1:1", "kubeconfig": "kc", "pids": {"etcd": 999999999}}'
+    )
+    one_line_error(
+        capsys,
+        main(["sandbox", "break", "lws-group-restart", "--dir", str(tmp_path)]),
+        f"the sandbox in {tmp_path} is not running (see: kaic sandbox status)",
+    )

@@ -1,0 +1,105 @@
+"""The sandbox's faults: what each one changes in the running cluster, and the node objects they
+shape. Applied at start (`kaic sandbox up --break`) or to a running sandbox (`kaic sandbox break`,
+undone by `kaic sandbox mend`, see live_faults.py); docs/sandbox.md lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import yaml
+
+from conformance.resources import data_path
+from conformance.sandbox import topology
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Fault:
+    summary: str
+    # What a running sandbox redoes to apply or remove it (see live_faults.py).
+    realized_by: str
+    # The component it changes; a sandbox started without it cannot have the fault.
+    needs: str = ""
+
+
+FAULTS: dict[str, Fault] = {
+    "device-plugin-no-devices": Fault(
+        "device-plugin nodes advertise GPUs; their pods see none", "nodes"),
+    "gpu-visible-without-request": Fault(
+        "pods on GPU nodes that asked for none see them all", "nodes"),
+    "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
+    "lws-webhook-down": Fault("LWS webhooks registered, nothing serving them", "lws", "lws"),
+    "kueue-no-wait-for-pods-ready": Fault(
+        "Kueue without waitForPodsReady: no all-or-nothing", "kueue", "kueue"),
+    "driver-version-mismatch": Fault(
+        "GPU hosts run another driver than their labels/slices say", "nodes"),
+    "driver-version-skew": Fault(
+        "the last GPU node of each kind runs (and says) another driver", "nodes"),
+    "time-slicing-no-replicas": Fault(
+        "labelled time-slicing, but each GPU advertised once", "nodes"),
+    "prometheus-no-workload-scrape": Fault(
+        "Prometheus runs, but scrapes only itself", "prometheus", "prometheus"),
+    "exporter-no-memory": Fault(
+        "the GPU exporter reports no memory metrics", "exporter", "accelerator-exporter"),
+    "endpoint-picker-down": Fault(
+        "endpoint pickers' pods look Ready, but no picker runs", "nodes"),
+}  # fmt: skip
+# The driver version the driver faults put on nodes (older than the topology's).
+OTHER_DRIVER = "535.183.1"
+# Faults the probe runtime makes real on the nodes they concern (a node label tells it); they
+# apply to pods started after the label is set.
+NODE_FAULTS = {
+    "device-plugin-no-devices": ("device-plugin",),
+    "gpu-visible-without-request": ("device-plugin", "dra"),
+    "endpoint-picker-down": ("cpu", "device-plugin", "dra"),
+}
+
+
+def policy_docs(fault: str) -> list[Obj]:
+    """The admission objects of a fault made by policy (fixtures/sandbox/faults/<fault>.yaml)."""
+    path = data_path("fixtures") / "sandbox" / "faults" / f"{fault}.yaml"
+    return [d for d in yaml.safe_load_all(path.read_text()) if d] if path.exists() else []
+
+
+def node_specs(
+    nodes: Sequence[topology.NodeSpec], breaks: Sequence[str]
+) -> list[topology.NodeSpec]:
+    """The topology's nodes with the driver faults applied (what is loaded vs advertised)."""
+    out = list(nodes)
+    for i, spec in enumerate(out):
+        if spec.kind not in topology.GPU_KINDS:
+            continue
+        if "driver-version-mismatch" in breaks:
+            out[i] = spec = replace(spec, host_driver_version=OTHER_DRIVER)
+        last = not any(n.kind == spec.kind for n in out[i + 1 :])
+        if "driver-version-skew" in breaks and last:
+            out[i] = replace(spec, driver_version=OTHER_DRIVER, host_driver_version=OTHER_DRIVER)
+    return out
+
+
+def node_objects(
+    spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
+) -> tuple[Obj, Obj]:
+    node, status = topology.node_manifest(spec, topo)
+    for fault in breaks:
+        if spec.kind in NODE_FAULTS.get(fault, ()):
+            node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
+    if "time-slicing-no-replicas" in breaks and spec.replicas > 1:
+        # the labels still promise replicas, the device plugin advertises each GPU once
+        for resources in status["status"].values():
+            resources["nvidia.com/gpu"] = str(spec.gpus)
+    return node, status
+
+
+def cluster_objects(breaks: Sequence[str], with_dra: bool) -> Iterable[tuple[Obj, bool]]:
+    """Every node object (and its status, flagged True) and ResourceSlice, faults applied."""
+    topo, loaded = topology.load()
+    for spec in node_specs(loaded, breaks):
+        node, status = node_objects(spec, topo, breaks)
+        yield node, False
+        yield {"apiVersion": "v1", "kind": "Node", "metadata": node["metadata"], **status}, True
+        if with_dra and spec.kind == "dra":
+            yield topology.resource_slice(spec, topo), False

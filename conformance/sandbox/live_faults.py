@@ -1,0 +1,169 @@
+"""`kaic sandbox break FAULT` / `kaic sandbox mend FAULT`: a fault applied to, or removed from, a
+running sandbox by redoing the one step that realizes it (faults.py says which): the nodes and
+devices republished, an admission policy installed or removed, the LWS webhooks re-registered,
+Kueue's configuration changed and its process restarted, Prometheus reloaded, the exporter's
+DaemonSet rolled. No other component is restarted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kubernetes import client
+
+from conformance.cluster import Cluster, ObjectRef
+from conformance.errors import KaicError
+from conformance.sandbox import controllers, lifecycle, monitoring, topology
+from conformance.sandbox.build import built
+from conformance.sandbox.faults import FAULTS, policy_docs
+from conformance.sandbox.lifecycle import Progress, Sandbox
+
+Realize = Callable[[Sandbox, Cluster, Sequence[str], bool], None]
+POLICY_WAIT_S = 30
+
+
+def break_faults(directory: Path, names: Sequence[str], say: Progress) -> list[str]:
+    """Apply `names` to the running sandbox; return those that were not applied already."""
+    return _change(directory, names, True, say)
+
+
+def mend_faults(directory: Path, names: Sequence[str], say: Progress) -> list[str]:
+    """Remove `names` from the running sandbox; return those that were applied."""
+    return _change(directory, names, False, say)
+
+
+def _change(directory: Path, names: Sequence[str], broken: bool, say: Progress) -> list[str]:
+    box = lifecycle.attach(directory)
+    if not lifecycle.is_running(directory):
+        raise KaicError(f"the sandbox in {directory} is not running (see: kaic sandbox status)")
+    for name in names:
+        _check_possible(box, name)
+    todo = [n for n in dict.fromkeys(names) if (n in box.breaks) != broken]
+    for name in dict.fromkeys(names):
+        if name not in todo:
+            say(f"{name}: {'already broken' if broken else 'not broken'}, nothing to do")
+    if not todo:
+        return []
+    box.breaks = [*box.breaks, *todo] if broken else [b for b in box.breaks if b not in todo]
+    cluster = lifecycle.admin(box)
+    for step in dict.fromkeys(FAULTS[n].realized_by for n in todo):
+        which = [n for n in todo if FAULTS[n].realized_by == step]
+        say(f"{'breaking' if broken else 'mending'} {', '.join(which)}: {_STEP_SAYS[step]}")
+        _REALIZE[step](box, cluster, which, broken)
+    lifecycle.save(box)
+    return todo
+
+
+def _check_possible(box: Sandbox, name: str) -> None:
+    if name not in FAULTS:
+        raise KaicError(f"{name}: unknown fault (known: {', '.join(FAULTS)})")
+    needs = FAULTS[name].needs
+    if needs and needs in box.without:
+        raise KaicError(f"{name}: this sandbox was started without {needs}, which it changes")
+    if FAULTS[name].realized_by in ("prometheus", "exporter") and box.netns is None:
+        raise KaicError(f"{name}: this sandbox runs no monitoring (no network namespace of its "
+                        "own: run as root)")  # fmt: skip
+
+
+def _built() -> Path:
+    cache = built()
+    if cache is None:
+        raise KaicError("the sandbox's build is gone from the cache (kaic sandbox build)")
+    return cache
+
+
+def _nodes(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:
+    lifecycle.publish_nodes(box, cluster, lambda _: None)
+
+
+def _policy(_box: Sandbox, cluster: Cluster, names: Sequence[str], broken: bool) -> None:
+    for doc in (d for name in names for d in policy_docs(name)):
+        if broken:
+            lifecycle.apply(cluster, doc)
+        else:
+            cluster.delete(ObjectRef.of(doc))
+    for name in names:
+        _until_in_force(cluster, name, POLICY_SUBJECTS[name], broken)
+
+
+# Whose pod deletions each policy fault denies.
+POLICY_SUBJECTS = {"lws-group-restart": controllers.LWS_USER}
+CANARY_NAME, CANARY_NAMESPACE = "kaic-sandbox-fault-canary", "default"
+
+
+def _until_in_force(cluster: Cluster, fault: str, user: str, denied: bool) -> None:
+    """The API server compiles admission policies a moment after they change; until then the
+    controller could still do what the fault denies (or not what the mended sandbox allows). A
+    dry-run deletion of a canary pod as the controller's user says when the change is in force
+    (nothing to watch for that: polled)."""
+    canary = cluster.apply({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE},
+        "spec": {"nodeName": lifecycle.monitoring_node(),
+                 "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
+    })  # fmt: skip
+    impersonating = client.ApiClient(cluster.configuration, "Impersonate-User", user)
+    impersonating.default_headers["Impersonate-Group"] = "system:masters"  # as its certificate
+    as_user = client.CoreV1Api(impersonating)
+    deadline = time.monotonic() + POLICY_WAIT_S
+    try:
+        while _denies(as_user, fault) != denied:
+            if time.monotonic() > deadline:
+                state = "in force" if denied else "lifted"
+                raise KaicError(f"{fault}: the API server's admission policy was not {state} "
+                                f"within {POLICY_WAIT_S}s")  # fmt: skip
+            time.sleep(0.2)
+    finally:
+        cluster.delete(ObjectRef.of(canary))
+
+
+def _denies(as_user: client.CoreV1Api, fault: str) -> bool:
+    try:
+        as_user.delete_namespaced_pod(CANARY_NAME, CANARY_NAMESPACE, dry_run="All")
+    except client.ApiException as exc:
+        if exc.status == 403 and fault in str(exc.body):
+            return True
+        raise KaicError(f"{fault}: a dry-run deletion to test the policy was refused: "
+                        f"{exc.status} {exc.reason}") from exc  # fmt: skip
+    return False
+
+
+def _lws(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    ca_pem = (box.directory / "pki" / "ca.crt").read_bytes()
+    url = controllers.lws_webhook_url(box.directory)
+    for hook in controllers.lws_webhooks(_built() / "data", url, ca_pem, down=broken):
+        lifecycle.apply(cluster, hook)
+
+
+def _kueue(box: Sandbox, _cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    kueue = controllers.restart_kueue(
+        box.directory, _built() / "bin", box.component_kubeconfig, box.pids["kueue"], box.netns,
+        wait_for_pods_ready=not broken,
+    )  # fmt: skip
+    box.pids["kueue"] = kueue.pid
+    lifecycle.save(box)
+    controllers.wait_ready(kueue)
+
+
+def _prometheus(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    monitoring.reconfigure(cluster, box.directory, scrape_workloads=not broken)
+
+
+def _exporter(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    monitoring.deploy_exporter(cluster, lifecycle.apply, box.directory, list(topology.GPU_KINDS),
+                               with_memory=not broken)  # fmt: skip
+
+
+_REALIZE: dict[str, Realize] = {
+    "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue,
+    "prometheus": _prometheus, "exporter": _exporter,
+}  # fmt: skip
+_STEP_SAYS = {
+    "nodes": "republishing the nodes and their devices (new pods see the change)",
+    "policy": "changing the admission policy in the API server",
+    "lws": "re-registering the LWS webhooks",
+    "kueue": "restarting Kueue with its changed configuration",
+    "prometheus": "reloading Prometheus with its changed scrape configuration",
+    "exporter": "rolling the GPU exporter's DaemonSet",
+}
