@@ -36,8 +36,8 @@ $(ACTIONLINT):
 
 lint: setup $(ACTIONLINT)
 	$(ACTIONLINT) .github/workflows/*.yaml
-	$(BIN)/ruff check conformance tests
-	$(BIN)/ruff format --check conformance tests
+	$(BIN)/ruff check conformance tests scripts/bench scripts/repeat-runs
+	$(BIN)/ruff format --check conformance tests scripts/bench scripts/repeat-runs
 	$(BIN)/mypy conformance
 
 unit: setup
@@ -47,6 +47,10 @@ integration: setup
 	$(BIN)/pytest tests/integration -q -ra
 
 test: lint unit integration
+
+# `make bench ARGS="..."`: where the time goes (builds, sandbox, profiles, checks); see scripts/bench
+bench: setup
+	$(BIN)/python scripts/bench $(ARGS)
 
 # `make repeat-runs ARGS="--runs 10"`: one profile N times against one warm sandbox, with a tally
 repeat-runs: setup

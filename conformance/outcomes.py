@@ -85,6 +85,8 @@ class Accumulator:
                 result.status, result.message = "error", data["message"]
         elif result.status == "passed" and status != "passed":
             result.status, result.message = status, data["message"]
+        if data.get("timing"):
+            result.timing = dict(data["timing"])
         if data.get("evidence"):
             result.objects = list(data["evidence"].get("objects", []))
             result.observed = dict(data["evidence"].get("observed", {}))

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from conformance.checks.registry import MARKER, discover, is_check_module
+from conformance.cluster import meter
 from conformance.errors import KaicError
 from conformance.fixtures import (
     EVIDENCE_KEY,
@@ -243,6 +244,12 @@ def pytest_collection_modifyitems(
         items[:] = keep
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker(MARKER):
+        meter.reset()  # from the check's fixtures to its cleanup
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -263,6 +270,8 @@ def pytest_runtest_makereport(
     ev = item.stash.get(EVIDENCE_KEY, None)
     if ev is not None and report.when in ("call", "teardown"):
         data["evidence"] = ev.to_json()
+    if report.when == "teardown":
+        data["timing"] = meter.current().to_json()
     report.kaic = data  # type: ignore[attr-defined]  # travels to the xdist controller
     return report
 

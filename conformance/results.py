@@ -48,15 +48,20 @@ class CheckResult:
     message: str = ""
     objects: list[str] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
+    # Where the time went (cluster/meter.py): seconds blocked on the cluster, API requests.
+    timing: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "status": self.status,
             "duration_s": round(self.duration_s, 3),
             "message": self.message,
             "evidence": {"objects": list(self.objects), "observed": dict(self.observed)},
         }
+        if self.timing:
+            out["timing"] = dict(self.timing)
+        return out
 
 
 @dataclass
@@ -221,6 +226,7 @@ class Run:
                             message=c.get("message", ""),
                             objects=list(c.get("evidence", {}).get("objects", [])),
                             observed=dict(c.get("evidence", {}).get("observed", {})),
+                            timing=dict(c.get("timing", {})),
                         )
                         for c in r.get("checks", [])
                     ],

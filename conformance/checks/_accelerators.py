@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from conformance.cluster import Cluster, ObjectRef
+from conformance.cluster import Cluster, ObjectRef, meter
 from conformance.cluster.discovery import DRA_DRIVERS
 from conformance.failures import fail
 from conformance.fixtures import Kube
@@ -291,7 +291,8 @@ def running_report(kube: Kube, name: str, container: str = "probe") -> Obj:
         except ApiException as exc:
             if exc.status != 400 or time.monotonic() + delay > deadline:
                 raise
-        time.sleep(delay)
+        with meter.blocked():
+            time.sleep(delay)
         delay = min(delay * 2, 2.0)
 
 

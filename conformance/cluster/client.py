@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from kubernetes import client, dynamic
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
-from conformance.cluster import wait
+from conformance.cluster import meter, wait
 from conformance.cluster.api_status import annotate, api_status
 from conformance.cluster.labels import kaic_labels
 
@@ -86,6 +86,16 @@ def _webhook_address(hook: Obj, configuration: str) -> str:
     return f"{address}, in {configuration}"
 
 
+class _MeteredApiClient(client.ApiClient):
+    """Every API request counted, and its round trip timed as time blocked on the cluster (the
+    stream of a watch or log is timed by whoever reads it: wait_for, follow_log)."""
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        meter.request(watch="watch=true" in url.lower())
+        with meter.blocked():
+            return super().call_api(method, url, *args, **kwargs)
+
+
 class Cluster:
     def __init__(
         self,
@@ -96,7 +106,7 @@ class Cluster:
         timeout_scale: float = 1.0,
     ) -> None:
         self.configuration = configuration
-        self.api = client.ApiClient(configuration)
+        self.api = _MeteredApiClient(configuration)
         self.context = context
         self.run_id = run_id
         self.timeout_scale = timeout_scale
@@ -300,8 +310,9 @@ class Cluster:
             _request_timeout=(10, timeout_s * self.timeout_scale),
         )
         try:
-            for raw in response:
-                yield raw.decode("utf-8", errors="replace").rstrip("\n")
+            with meter.blocked():
+                for raw in response:
+                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
         finally:
             response.release_conn()
 
@@ -322,12 +333,14 @@ class Cluster:
         Raises WaitTimeout (a check failure) naming what was awaited and the last state seen.
         `timeout_s` is multiplied by --timeout-scale.
         """
-        return wait.wait_for(
-            self.resource(api_version, kind),
-            condition,
-            awaiting=awaiting,
-            timeout_s=timeout_s * self.timeout_scale,
-            namespace=namespace,
-            field_selector=f"metadata.name={name}" if name else None,
-            label_selector=label_selector,
-        )
+        resource = self.resource(api_version, kind)
+        with meter.blocked():
+            return wait.wait_for(
+                resource,
+                condition,
+                awaiting=awaiting,
+                timeout_s=timeout_s * self.timeout_scale,
+                namespace=namespace,
+                field_selector=f"metadata.name={name}" if name else None,
+                label_selector=label_selector,
+            )

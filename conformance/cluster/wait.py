@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client import ApiException
 
+from conformance.cluster import meter
 from conformance.failures import CheckFailure, fail
 
 T = TypeVar("T")
@@ -118,14 +119,16 @@ def poll_until(
     """For what has no watch (a monitoring system's API): call `probe` until it returns a
     result; it also returns a description of what it saw, which the timeout reports."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        result, seen = probe()
-        if result:
-            return result
-        if time.monotonic() + interval_s > deadline:
-            raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
-                              f"last seen: {seen}")  # fmt: skip
-        time.sleep(interval_s)
+    with meter.blocked():
+        while True:
+            meter.poll()
+            result, seen = probe()
+            if result:
+                return result
+            if time.monotonic() + interval_s > deadline:
+                raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
+                                  f"last seen: {seen}")  # fmt: skip
+            time.sleep(interval_s)
 
 
 def poll_or_fail(
