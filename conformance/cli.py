@@ -28,6 +28,7 @@ from conformance.settings import (
     DEFAULT_PROFILE,
     EPP_IMAGE,
     MODEL_HEADER,
+    OBSERVE_WINDOW_S,
     OPERATORS,
     gateway_ref,
     settings_from,
@@ -102,6 +103,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--autoscaler-timeout", type=_positive, default=900.0, metavar="SECONDS",
         help="how long a node group may take to grow, and again to shrink (default: 900)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--observe-window", type=_positive, default=OBSERVE_WINDOW_S, metavar="SECONDS",
+        help="how long checks that must see something not happen (a gang partly started, a "
+        f"workload admitted early) watch for it (default: {OBSERVE_WINDOW_S:.0f})",
     )  # fmt: skip
     parser.add_argument(
         "--gateway", type=gateway_ref, metavar="NAMESPACE/NAME",

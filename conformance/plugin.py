@@ -40,6 +40,7 @@ from conformance.settings import (
     DEFAULT_PROFILE,
     EPP_IMAGE,
     MODEL_HEADER,
+    OBSERVE_WINDOW_S,
     OPERATORS,
     Settings,
     gateway_ref,
@@ -139,6 +140,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_positive_float,
         default=900.0,
         help="seconds a node group may take to grow, and again to shrink (default: 900)",
+    )
+    group.addoption(
+        "--observe-window",
+        type=_positive_float,
+        default=OBSERVE_WINDOW_S,
+        help="seconds checks watch for what must not happen (default: 15)",
     )
     group.addoption(
         "--gateway",

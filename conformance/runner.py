@@ -66,6 +66,7 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
     if settings.autoscaler_node_group:
         args += ["--autoscaler-node-group", settings.autoscaler_node_group]
     args += ["--autoscaler-timeout", str(settings.autoscaler_timeout_s)]
+    args += ["--observe-window", str(settings.observe_window_s)]
     if settings.gateway:
         args += ["--gateway", settings.gateway]
     if settings.gateway_class:
@@ -81,8 +82,11 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
 
 
 @contextmanager
-def target_cluster(settings: Settings, use_sandbox: bool, console: Console) -> Iterator[Settings]:
-    """The settings pointing at the cluster to test; starts (and stops) the sandbox if needed."""
+def target_cluster(
+    settings: Settings, use_sandbox: bool, console: Console, selected: Sequence[str] = ()
+) -> Iterator[Settings]:
+    """The settings pointing at the cluster to test; starts (and stops) the sandbox if needed,
+    with only the components the `selected` checks need."""
     if not use_sandbox and kubeconfig_configured(settings.connect):
         connect(settings.connect, settings.run_id)  # one clear line if it is unusable
         yield settings
@@ -93,7 +97,10 @@ def target_cluster(settings: Settings, use_sandbox: bool, console: Console) -> I
     started_here = not sandbox.is_running(directory)
     if started_here:
         console.print(f"No kubeconfig given: starting the local sandbox in {directory}")
-        box = sandbox.up(directory, progress=lambda msg: console.print(f"  {msg}"))
+        without = sandbox.not_needed(selected)
+        if without:
+            console.print(f"  without {', '.join(without)}: none of the selected checks uses them")
+        box = sandbox.up(directory, without, progress=lambda msg: console.print(f"  {msg}"))
     else:
         box = sandbox.attach(directory)
         console.print(f"Using the running local sandbox ({box.kubeconfig})")
@@ -123,7 +130,7 @@ def run(
     selected = selected_check_ids(settings)  # unknown profile or check id: fail before anything
     output = settings.output or Path("reports") / settings.run_id
     settings = replace(settings, output=output)
-    with target_cluster(settings, use_sandbox, console) as target:
+    with target_cluster(settings, use_sandbox, console, selected) as target:
         console.print(
             f"kaic run {target.run_id}: profile {target.profile}, {len(selected)} check(s), "
             f"reports in {output}/"

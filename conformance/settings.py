@@ -20,6 +20,7 @@ OPERATORS = ("lws", "kueue", "kuberay", "kubeflow-trainer")
 # The header Gateway API Inference Extension's body-based routing fills with the request's model.
 MODEL_HEADER = "X-Gateway-Model-Name"
 EPP_IMAGE = "registry.k8s.io/gateway-api-inference-extension/epp:v1.5.0"
+OBSERVE_WINDOW_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Settings:
     metrics_endpoint: str = ""
     autoscaler_node_group: str = ""
     autoscaler_timeout_s: float = 900.0
+    # How long a check that must see something NOT happen (a gang partly started, a workload
+    # admitted that must wait) watches for it; a watch ends the window early when it does.
+    observe_window_s: float = OBSERVE_WINDOW_S
     gateway: str = ""  # NAMESPACE/NAME of a Gateway to test instead of the suite's own
     gateway_class: str = ""
     model_header: str = MODEL_HEADER
@@ -74,6 +78,7 @@ def settings_from(options: Any, run_id: str) -> Settings:
         metrics_endpoint=getattr(options, "metrics_endpoint", None) or "",
         autoscaler_node_group=getattr(options, "autoscaler_node_group", None) or "",
         autoscaler_timeout_s=float(getattr(options, "autoscaler_timeout", None) or 900.0),
+        observe_window_s=float(getattr(options, "observe_window", None) or OBSERVE_WINDOW_S),
         gateway=getattr(options, "gateway", None) or "",
         gateway_class=getattr(options, "gateway_class", None) or "",
         model_header=getattr(options, "model_header", None) or MODEL_HEADER,

@@ -20,10 +20,10 @@ from conformance.cluster.wait import WaitTimeout
 from conformance.evidence import Evidence
 from conformance.failures import fail
 from conformance.fixtures import Kube
+from conformance.settings import Settings
 
 Obj = dict[str, Any]
 GANG = 3
-OBSERVE_S = 15
 JOB_LABEL = "batch.kubernetes.io/job-name"
 
 
@@ -58,25 +58,26 @@ def test_fitting_gang_runs(kube: Kube, evidence: Evidence) -> None:
 
 
 @check("gang.unfit-gang-never-partial", requirements=["gang_scheduling"])
-def test_unfit_gang_never_partial(kube: Kube, evidence: Evidence) -> None:
+def test_unfit_gang_never_partial(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A gang larger than its queue's quota never has any pod bound during the window."""
+    window = kaic_settings.observe_window_s
     queues = private_queues(kube, {"cpu": str(GANG - 1)})
     kube.apply(queued_job("too-big", queues.local_queue, parallelism=GANG, hold_s=600))
     try:
         placed = kube.cluster.wait_for(
             "v1", "Pod", lambda pods: [p for p in pods if _placed(p)] or None,
-            awaiting="any pod of the unfit gang to be placed (none may be)", timeout_s=OBSERVE_S,
+            awaiting="any pod of the unfit gang to be placed (none may be)", timeout_s=window,
             namespace=kube.namespace, label_selector=f"{JOB_LABEL}=too-big",
         )  # fmt: skip
     except WaitTimeout:
         workloads = kube.cluster.list_objects(queues.api, "Workload", namespace=kube.namespace)
         wl = workload_of("too-big")(workloads)
-        evidence.observe("observed_s", OBSERVE_S)
+        evidence.observe("observed_s", window)
         evidence.observe("waiting_because", pending_reason(wl) if wl else "")
         return
     fail(
         expected=f"none of the {GANG} pods of Job {kube.namespace}/too-big (quota for "
-        f"{GANG - 1}) to be bound or running during {OBSERVE_S}s",
+        f"{GANG - 1}) to be bound or running during {window:g}s",
         observed=f"{len(placed)} placed: "
         + ", ".join(f"{p['metadata']['name']} on {p['spec'].get('nodeName')}" for p in placed),
         next_step="the gang was partially started: check Kueue's job integration",
@@ -84,8 +85,9 @@ def test_unfit_gang_never_partial(kube: Kube, evidence: Evidence) -> None:
 
 
 @check("gang.waits-for-pods-ready", requirements=["gang_scheduling"])
-def test_waits_for_pods_ready(kube: Kube, evidence: Evidence) -> None:
+def test_waits_for_pods_ready(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """While an admitted gang's pods cannot all become ready, the queue admits no other gang."""
+    window = kaic_settings.observe_window_s
     kueue_api(kube.cluster)
     queues = private_queues(kube, {"cpu": str(2 * GANG)})
     stuck = queued_job("stuck", queues.local_queue, parallelism=GANG, hold_s=600)
@@ -98,7 +100,7 @@ def test_waits_for_pods_ready(kube: Kube, evidence: Evidence) -> None:
         wl = wait_workload(
             kube, queues.api, "next", admitted,
             "the next gang to be admitted (it must wait for the stuck gang's pods)",
-            timeout_s=OBSERVE_S,
+            timeout_s=window,
         )  # fmt: skip
     except WaitTimeout:
         current = workload_of("next")(
@@ -110,6 +112,6 @@ def test_waits_for_pods_ready(kube: Kube, evidence: Evidence) -> None:
         expected=f"Job {kube.namespace}/next to wait while the admitted gang "
         f"{kube.namespace}/stuck has pods that are not ready (Kueue waitForPodsReady with "
         "blockAdmission)",
-        observed=f"Workload {wl['metadata']['name']} Admitted within {OBSERVE_S}s",
+        observed=f"Workload {wl['metadata']['name']} Admitted within {window:g}s",
         next_step="enable waitForPodsReady (blockAdmission: true) in Kueue's configuration",
     )

@@ -22,9 +22,9 @@ from conformance.cluster.wait import WaitTimeout
 from conformance.evidence import Evidence
 from conformance.failures import fail
 from conformance.fixtures import Kube
+from conformance.settings import Settings
 
 HOLD_S = 600
-OBSERVE_S = 10
 
 
 @check("kueue.api-served", requirements=["kueue_admission"])
@@ -110,7 +110,9 @@ def test_holds_until_quota_frees(kube: Kube, evidence: Evidence) -> None:
 
 
 @check("kueue.namespace-selector-enforced", requirements=["kueue_admission"])
-def test_namespace_selector_enforced(kube: Kube, evidence: Evidence) -> None:
+def test_namespace_selector_enforced(
+    kube: Kube, kaic_settings: Settings, evidence: Evidence
+) -> None:
     """A ClusterQueue does not admit jobs from namespaces its selector does not match."""
     queues = private_queues(kube, {"cpu": "4"}, select_namespace=f"{kube.namespace}-other")
     kube.apply(queued_job("outsider", queues.local_queue))
@@ -119,7 +121,7 @@ def test_namespace_selector_enforced(kube: Kube, evidence: Evidence) -> None:
         wl = kube.cluster.wait_for(
             queues.api, "Workload", lambda wls: ((w := find(wls)) is not None and admitted(w)
             and w) or None, awaiting="the outsider's Workload to be admitted (it must not be)",
-            timeout_s=OBSERVE_S, namespace=kube.namespace,
+            timeout_s=kaic_settings.observe_window_s, namespace=kube.namespace,
         )  # fmt: skip
     except WaitTimeout:
         workloads = kube.cluster.list_objects(queues.api, "Workload", namespace=kube.namespace)

@@ -16,6 +16,7 @@ from conformance.sandbox.lifecycle import (
     describe,
     down,
     is_running,
+    not_needed,
     up,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "describe",
     "down",
     "is_running",
+    "not_needed",
     "up",
 ]

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,26 @@ BUILDS = (
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"
+# The sandbox component (lifecycle.COMPONENTS) each part serves; the others (etcd, the control
+# plane, KWOK) are always built. A sandbox started without a component does not wait for its build.
+PART_COMPONENT = {
+    "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
+    "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
+    "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
+}  # fmt: skip
+
+
+def component_of(step: GoBuild) -> str:
+    return (
+        "kube-proxy" if "kube-proxy" in step.binaries else PART_COMPONENT.get(step.module_dir, "")
+    )
+
+
+def steps_for(components: Collection[str] | None) -> tuple[GoBuild, ...]:
+    """The parts to build for a sandbox of `components` (None: every part)."""
+    if components is None:
+        return BUILDS
+    return tuple(s for s in BUILDS if component_of(s) in {"", *components})
 
 
 def components_dir() -> Path:
@@ -117,18 +137,18 @@ def part_dir(step: GoBuild) -> Path:
     return cache_root() / "parts" / f"{step.module_dir}-{part_key(step)}"
 
 
-def cache_key() -> str:
-    """Hash of every component's key: names the assembled set the sandbox runs from."""
-    return hashlib.sha256(" ".join(part_key(s) for s in BUILDS).encode()).hexdigest()[:16]
+def cache_key(steps: tuple[GoBuild, ...] = BUILDS) -> str:
+    """Hash of the parts' keys: names the assembled set a sandbox runs from."""
+    return hashlib.sha256(" ".join(part_key(s) for s in steps).encode()).hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    return cache_root() / cache_key()
+def cache_dir(steps: tuple[GoBuild, ...] = BUILDS) -> Path:
+    return cache_root() / cache_key(steps)
 
 
-def built() -> Path | None:
-    """The cache directory if a complete build is there."""
-    directory = cache_dir()
+def built(steps: tuple[GoBuild, ...] = BUILDS) -> Path | None:
+    """The cache directory if a complete build of these parts is there."""
+    directory = cache_dir(steps)
     return directory if (directory / READY_MARKER).exists() else None
 
 
@@ -162,17 +182,23 @@ def _module_dir(go: str, component: str, module: str) -> Path:
     return Path(out.stdout.strip())
 
 
-def build(progress: Progress = lambda _: None) -> Path:
-    """Build every component (or reuse the cache); return the cache directory: `bin/` and
-    `data/<component>/`, linking to each component's own cached build."""
-    done = built()
+def build(progress: Progress = lambda _: None, components: Collection[str] | None = None) -> Path:
+    """Build the parts of `components` (default: all) or reuse the cache; return the cache
+    directory: `bin/` and `data/<component>/`, linking to each part's own cached build."""
+    steps = steps_for(components)
+    done = built(steps)
     if done is not None:
         progress(f"sandbox components already built in {done}")
         return done
     started = time.monotonic()
-    go = _go()
-    parts = {step: _build_part(go, step, progress) for step in BUILDS}
-    target = cache_dir()
+    missing = [s for s in steps if not (part_dir(s) / READY_MARKER).exists()]
+    skipped = sorted({component_of(s) for s in BUILDS if s not in steps})
+    if missing and skipped:
+        progress(f"building only what this sandbox runs (not: {', '.join(skipped)}; "
+                 "kaic sandbox build builds everything)")  # fmt: skip
+    go = _go() if missing else ""  # assembling cached parts needs no Go
+    parts = {step: _build_part(go, step, progress) for step in steps}
+    target = cache_dir(steps)
     work = _staging(target)
     (work / "data").mkdir()
     for step, part in parts.items():

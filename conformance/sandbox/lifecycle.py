@@ -43,6 +43,31 @@ COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
     "gateway", "ai-gateway", "kube-proxy", "dns",
 )  # fmt: skip
+# What the checks of each area (the check id's first part) need of the sandbox beyond the control
+# plane, the nodes, kube-proxy and DNS; a run of other areas' checks gets a sandbox without them
+# (and does not wait for their build). An area not listed here gets every component.
+NEEDED_BY_AREA = {
+    "cluster": (), "gpu": (), "driver": (), "sharing": (), "virtualized": (),
+    "cluster-autoscaling": (), "kueue": ("kueue",), "gang": ("kueue",), "lws": ("lws",),
+    "operator": ("kueue", "lws"), "dra": ("dra-driver",), "secure-access": ("dra-driver",),
+    "ai-service-metrics": ("prometheus",),
+    "accelerator-metrics": ("prometheus", "accelerator-exporter"),
+    "pod-autoscaling": ("prometheus", "prometheus-adapter"),
+    "gateway-api": ("gateway",), "inference-pool": ("gateway", "ai-gateway"),
+    "disaggregated-inference": ("gateway", "ai-gateway"),
+}  # fmt: skip
+ALWAYS_RUN = ("kube-proxy", "dns")
+
+
+def not_needed(check_ids: Sequence[str]) -> list[str]:
+    """The components none of these checks needs (none, if one is of an unknown area)."""
+    areas = {c.split(".", 1)[0] for c in check_ids}
+    if not areas <= NEEDED_BY_AREA.keys():
+        return []
+    needed = {*ALWAYS_RUN, *(c for a in areas for c in NEEDED_BY_AREA[a])}
+    return [c for c in COMPONENTS if c not in needed]
+
+
 # Any tag or digest of an image whose repository ends with `kaic-probe` (see is_probe_image).
 # And the sandbox's own components' images, `kaic-sandbox/<component>` (see probe_runtime.py).
 # And the upstream images it runs a sandbox build for (UPSTREAM_IMAGES; `[.]`: CEL strings take
@@ -70,6 +95,8 @@ class Sandbox:
     pod_cidr: str = LOOPBACK_POD_CIDR
     # The API server as components inside the namespace reach it (== server on loopback).
     inner_server: str = ""
+    # The build it runs from (build.py: only the parts of the components it has).
+    cache: str = ""
 
     @property
     def component_kubeconfig(self) -> Path:
@@ -86,6 +113,7 @@ class Sandbox:
             "netns": self.netns,
             "pod_cidr": self.pod_cidr,
             "inner_server": self.inner_server,
+            "cache": self.cache,
         }
 
     @classmethod
@@ -100,6 +128,7 @@ class Sandbox:
             netns=data.get("netns"),
             pod_cidr=data.get("pod_cidr", LOOPBACK_POD_CIDR),
             inner_server=data.get("inner_server", data["server"]),
+            cache=data.get("cache", ""),
         )
 
 
@@ -234,14 +263,14 @@ def up(
         raise KaicError(f"a sandbox is already running in {directory} (kaic sandbox down first)")
     if directory.exists():
         shutil.rmtree(directory)
-    cache = build_components(say)
+    cache = build_components(say, components=runs_components(without))
     bin_dir = cache / "bin"
     for sub in ("pki", "logs", "etcd"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     pki_dir, logs = directory / "pki", directory / "logs"
     started = time.monotonic()
     box = Sandbox(directory, "", directory / "kubeconfig", without=list(without),
-                  breaks=list(breaks))  # fmt: skip
+                  breaks=list(breaks), cache=str(cache))  # fmt: skip
     try:
         _start_network(box, logs, say)
         ports = processes.Ports(box.netns)
@@ -263,6 +292,16 @@ def up(
         raise
     say(f"sandbox ready in {time.monotonic() - started:.1f}s")
     return box
+
+
+def runs_components(without: Sequence[str]) -> list[str]:
+    """The components a sandbox started without `without` runs (the rest need no build)."""
+    left_out = set(without)
+    if "gateway" in left_out:
+        left_out.add("ai-gateway")  # Envoy AI Gateway is Envoy Gateway's extension
+    if "prometheus" in left_out:
+        left_out.add("prometheus-adapter")  # it serves what Prometheus has
+    return [c for c in COMPONENTS if c not in left_out]
 
 
 def _start_network(box: Sandbox, logs: Path, say: Progress) -> None:

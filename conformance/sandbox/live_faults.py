@@ -66,9 +66,9 @@ def _check_possible(box: Sandbox, name: str) -> None:
                         "own: run as root)")  # fmt: skip
 
 
-def _built() -> Path:
-    cache = built()
-    if cache is None:
+def _built(box: Sandbox) -> Path:
+    cache = Path(box.cache) if box.cache else built()
+    if cache is None or not cache.exists():
         raise KaicError("the sandbox's build is gone from the cache (kaic sandbox build)")
     return cache
 
@@ -132,13 +132,13 @@ def _denies(as_user: client.CoreV1Api, fault: str) -> bool:
 def _lws(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
     ca_pem = (box.directory / "pki" / "ca.crt").read_bytes()
     url = controllers.lws_webhook_url(box.directory)
-    for hook in controllers.lws_webhooks(_built() / "data", url, ca_pem, down=broken):
+    for hook in controllers.lws_webhooks(_built(box) / "data", url, ca_pem, down=broken):
         lifecycle.apply(cluster, hook)
 
 
 def _kueue(box: Sandbox, _cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
     kueue = controllers.restart_kueue(
-        box.directory, _built() / "bin", box.component_kubeconfig, box.pids["kueue"], box.netns,
+        box.directory, _built(box) / "bin", box.component_kubeconfig, box.pids["kueue"], box.netns,
         wait_for_pods_ready=not broken,
     )  # fmt: skip
     box.pids["kueue"] = kueue.pid

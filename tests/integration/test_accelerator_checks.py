@@ -16,9 +16,13 @@ from tests.integration.conftest import BARE, broken
 pytestmark = pytest.mark.sandbox
 
 
+# The sandbox's controllers react within a second: 5 s is plenty to see what must not happen.
+OBSERVE = ("--observe-window", "5")
+
+
 def run(box: Any, out: Path, *args: str, profile: str = "cncf-ai-v1.35") -> dict[str, Any]:
     main(["run", "--kubeconfig", str(box.kubeconfig), "--profile", profile,
-          "--output", str(out), *args])  # fmt: skip
+          "--output", str(out), *OBSERVE, *args])  # fmt: skip
     data: dict[str, Any] = json.loads((out / "results.json").read_text())
     return {c["id"]: c for r in data["requirements"] for c in r["checks"]}
 

@@ -110,8 +110,9 @@ def test_malformed_profile_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
 
 
-def test_bad_option_value(capsys: pytest.CaptureFixture[str]) -> None:
-    one_line_error(capsys, main(["run", "--timeout-scale", "-1"]), "must be positive")
+@pytest.mark.parametrize("option", ["--timeout-scale", "--observe-window"])
+def test_bad_option_value(capsys: pytest.CaptureFixture[str], option: str) -> None:
+    one_line_error(capsys, main(["run", option, "-1"]), f"argument {option}: must be positive")
 
 
 def test_bad_gateway_reference(capsys: pytest.CaptureFixture[str]) -> None:
