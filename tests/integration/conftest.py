@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -49,6 +51,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return (0, ((), ())) if marker is None else (1, box_key(**marker.kwargs))
 
     items.sort(key=order)  # stable: within a group, the order they were written in
+
+
+def interruptible(cmd: Sequence[str]) -> subprocess.Popen[str]:
+    """`cmd` started as from a terminal, where Ctrl-C interrupts: with SIGINT's default action
+    even when these tests were started in the background (a shell's `&` ignores SIGINT, the
+    ignoring is inherited, and Python then installs no KeyboardInterrupt handler)."""
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import pytest
 from conformance.cli import main
 from conformance.cluster import Cluster, ConnectOptions, connect
 from conformance.cluster.labels import selector
+from tests.integration.conftest import interruptible
 
 pytestmark = pytest.mark.sandbox
 
@@ -119,7 +120,7 @@ def test_keep_on_failure_then_kaic_cleanup(demo_dir: Path, sandbox: Any) -> None
 def test_ctrl_c_in_the_middle_of_a_check_cleans_up(demo_dir: Path, sandbox: Any) -> None:
     run_id = "it-sigint-1"
     cmd = pytest_cmd(demo_dir, sandbox.kubeconfig, run_id, "--check", "demo.creates-then-waits")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = interruptible(cmd)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:  # the check prints once its objects exist

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from conformance.cluster import Cluster
 from conformance.cluster.connect import WEBHOOK_ATTEMPTS
 from conformance.cluster.labels import selector
 from conformance.sandbox import processes
+from tests.integration.conftest import interruptible
 from tests.integration.test_metrics_checks import NO_PROMETHEUS
 
 pytestmark = pytest.mark.sandbox
@@ -117,7 +117,7 @@ def test_a_signal_mid_check_cleans_up_and_writes_results(
     cmd = [sys.executable, "-m", "conformance.cli", "run", "--kubeconfig",
            str(sandbox.kubeconfig), "--check", "dra.claim-allocated", "--run-id", run_id,
            "--output", str(out)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = interruptible(cmd)
     try:
         wait_for_a_pod_of(admin, run_id)
         proc.send_signal(sig)
@@ -154,7 +154,7 @@ def test_a_signal_during_sandbox_up_stops_what_it_started(
     directory = tmp_path / "box"
     cmd = [sys.executable, "-m", "conformance.cli", "sandbox", "up", "--dir", str(directory),
            "--without", *NO_PROMETHEUS["without"]]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = interruptible(cmd)
     seen = []
     try:
         assert proc.stdout is not None
