@@ -123,15 +123,16 @@ def box(request: pytest.FixtureRequest, sandbox_factory: MakeSandbox) -> sbx.San
     return sandbox_factory(**marker.kwargs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def sandbox(sandbox_box: sbx.Sandbox) -> sbx.Sandbox:
-    """The default sandbox (every component, nothing broken)."""
-    return sandbox_box
+    """The default sandbox (every component, nothing broken), as its state says now: a mended
+    fault may have restarted a process (Kueue) under a new pid."""
+    return sbx.attach(sandbox_box.directory)
 
 
 @pytest.fixture(scope="session")
-def admin(sandbox: sbx.Sandbox) -> Cluster:
-    return connect(ConnectOptions(kubeconfig=str(sandbox.kubeconfig)), run_id="integration")
+def admin(sandbox_box: sbx.Sandbox) -> Cluster:
+    return connect(ConnectOptions(kubeconfig=str(sandbox_box.kubeconfig)), run_id="integration")
 
 
 def admin_of(box: sbx.Sandbox) -> Cluster:

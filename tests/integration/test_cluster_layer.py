@@ -15,8 +15,8 @@ pytestmark = pytest.mark.sandbox
 
 
 @pytest.fixture(scope="module")
-def cluster(sandbox: Any) -> Cluster:
-    return connect(ConnectOptions(kubeconfig=str(sandbox.kubeconfig)), run_id="it-layer")
+def cluster(sandbox_box: Any) -> Cluster:
+    return connect(ConnectOptions(kubeconfig=str(sandbox_box.kubeconfig)), run_id="it-layer")
 
 
 def test_discovery_finds_version_apis_crds_and_accelerators(cluster: Cluster) -> None:
