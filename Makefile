@@ -44,7 +44,7 @@ unit: setup
 	$(BIN)/pytest tests/unit -n 2 -q
 
 integration: setup
-	$(BIN)/pytest tests/integration -q -ra
+	$(BIN)/pytest tests/integration -q -ra --durations=20
 
 test: lint unit integration
 

@@ -171,8 +171,9 @@ def test_probe_pod_exit_code_sets_the_phase(admin: Cluster, ns: str) -> None:
 
 
 def device_plugin_probe(namespace: str) -> Obj:
+    """Two GPUs on gpu-dp-0 (not gpu-ts-0, where two time-sliced replicas are one GPU)."""
     return probe_pod(
-        namespace, "dp", PRINT_DEVICES,
+        namespace, "dp", PRINT_DEVICES, nodeSelector={"kubernetes.io/hostname": "gpu-dp-0"},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
         container={"resources": {"limits": {"nvidia.com/gpu": "2"}}},
     )  # fmt: skip
