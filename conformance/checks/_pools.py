@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from conformance.checks import _gateway as gw
 from conformance.checks import _monitoring as mon
 from conformance.cluster import ProxyTarget
+from conformance.cluster.wait import WaitTimeout
 from conformance.failures import fail
 from conformance.fixtures import Kube
 from conformance.settings import Settings
@@ -20,6 +22,7 @@ POOL_LABEL = "kaic.dev/inference-pool"
 EPP_PORT = 9002
 EPP_HEALTH_PORT = 9003
 EPP_READY_TIMEOUT_S = 180
+ROUTE_SEEN_S = 30
 
 
 @dataclass(frozen=True)
@@ -128,9 +131,25 @@ def deploy_pool(
             kube.apply(obj)
         mon.ready_pod_of(kube, f"app.kubernetes.io/name={picker}",
                          timeout_s=EPP_READY_TIMEOUT_S)  # fmt: skip
-    kube.apply(pool_manifest(name, picker, failure_mode))
+    # The route first, and the pool once the gateway has seen the route: Envoy AI Gateway
+    # v1.0.0 writes a pool's status when it reconciles the pool, and a pool reconciled before
+    # its route reached the controller kept an empty status (parents: []) for good.
     kube.apply(pool_route(f"{name}-route", gateway, name))
+    _route_seen(kube, f"{name}-route", gateway)
+    kube.apply(pool_manifest(name, picker, failure_mode))
     return Pool(name, pods, picker, gateway)
+
+
+def _route_seen(kube: Kube, route: str, gateway: gw.Gateway) -> None:
+    """Until the gateway has written the route's status (it may be unresolved: the pool does
+    not exist yet); if it never does, the callers' waits report that."""
+    with contextlib.suppress(WaitTimeout):
+        kube.cluster.wait_for(
+            gw.GATEWAY_API, "HTTPRoute",
+            lambda objs: objs if objs and gw.parent_status(objs[0], gateway) else None,
+            awaiting=f"HTTPRoute {kube.namespace}/{route} to have a status from {gateway.ref}",
+            timeout_s=ROUTE_SEEN_S, namespace=kube.namespace, name=route,
+        )  # fmt: skip
 
 
 def wait_accepted(kube: Kube, pool: Pool) -> None:
