@@ -230,7 +230,9 @@ SERVE_AFTER_4S = (
 def test_a_startup_probe_holds_liveness_back(admin: Cluster, ns: str) -> None:
     """A liveness probe that would kill a slow starter at once waits, as in the kubelet, until
     the startup probe has passed."""
-    tcp = {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    # Ungated, this liveness probe kills the container 2 s in, before it listens (4 s in); two
+    # failures, not one, so that a single slow answer under load does not restart it later.
+    tcp = {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
     pod = probe_pod(ns, "slow-start", SERVE_AFTER_4S,
                     container={"startupProbe": {**tcp, "failureThreshold": 30},
                                "livenessProbe": tcp})  # fmt: skip
