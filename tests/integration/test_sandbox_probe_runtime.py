@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client import ApiException
 
 from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.wait import poll_until
@@ -243,7 +244,10 @@ def test_a_startup_probe_holds_liveness_back(admin: Cluster, ns: str) -> None:
         pod_now = admin.get(ObjectRef("v1", "Pod", "slow-start", ns)) or {}
         if (pod_now.get("status") or {}).get("phase") != "Running":
             return False, "not running yet"
-        logs = admin.pod_logs("slow-start", ns)
+        try:
+            logs = admin.pod_logs("slow-start", ns)
+        except ApiException as exc:  # 400 until the runtime has the container's log
+            return False, f"no log yet ({exc.status})"
         return "listening" in logs, f"restarts {container_status(pod_now).get('restartCount')}"
 
     poll_until(listening, awaiting="the slow starter to listen", timeout_s=60)
