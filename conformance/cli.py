@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
     lst.add_argument("--checks", action="store_true", help="list every check instead")
 
-    report = sub.add_parser("report", help="re-render junit.xml and summary.md from results.json")
+    report = sub.add_parser(
+        "report", help="re-render junit.xml, summary.md and report.html from results.json"
+    )
     report.add_argument("results", type=Path, metavar="RESULTS.json")
     report.add_argument("--output", type=Path, help="where to write (default: beside RESULTS.json)")
 
@@ -253,6 +255,11 @@ def _submission_parser(sub: Any) -> None:
     p.add_argument(
         "--output", type=Path, help="directory (default: submissions/v<version>/<platform-name>/)"
     )
+    p.add_argument(
+        "--draft",
+        action="store_true",
+        help="write it even if metadata is missing or a MUST item is not Implemented",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -310,16 +317,23 @@ def cmd_submission(args: argparse.Namespace) -> int:
 
     metadata = {key: getattr(args, flag) for flag, key in METADATA_FLAGS.items()}
     command = ["kaic", *sys.argv[1:]] if sys.argv[1:2] == ["submission"] else ["kaic", "submission"]
-    done = bundle.write_submission(
-        args.results, args.version, {k: v for k, v in metadata.items() if v}, args.output, command
-    )
-    names = ", ".join(str(p.relative_to(done.directory)) for p in done.written)
-    print(f"Wrote {done.directory}/: {names}", file=sys.stderr)
+    try:
+        done = bundle.write_submission(
+            args.results, args.version, {k: v for k, v in metadata.items() if v}, args.output,
+            command, draft=args.draft,
+        )  # fmt: skip
+    except bundle.SubmissionRefused as refused:
+        for reason in refused.reasons:
+            print(f"kaic submission: refused: {reason}", file=sys.stderr)
+        print("kaic submission: nothing written (--draft writes it anyway)", file=sys.stderr)
+        return 1
+    print(f"Wrote {done.directory}/ ({len(done.written)} files)", file=sys.stderr)
     for line in done.product.undecided:
         print(f"  decide by hand: {line}", file=sys.stderr)
-    if done.product.unfilled_metadata:
-        fields = ", ".join(done.product.unfilled_metadata)
-        print(f"  metadata to fill in: {fields}", file=sys.stderr)
+    for line in done.product.caveats:
+        print(f"  note: {line}", file=sys.stderr)
+    for line in done.validator_findings:
+        print(f"  CNCF validator (offline rules): {line}", file=sys.stderr)
     return 0
 
 
@@ -353,13 +367,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.report import junit, results_json, summary
+    from conformance.report import html, junit, results_json, summary
     from conformance.report.render import print_run, stdout_console
 
     run = results_json.load(args.results)
     out: Path = args.output or args.results.parent
     out.mkdir(parents=True, exist_ok=True)
-    written = [junit.write(run, out / "junit.xml"), summary.write(run, out / "summary.md")]
+    written = [
+        junit.write(run, out / "junit.xml"),
+        summary.write(run, out / "summary.md"),
+        html.write(run, out / "report.html"),
+    ]
     if out.resolve() != args.results.parent.resolve():
         written.insert(0, results_json.write(run, out / "results.json"))
     print_run(run, stdout_console())

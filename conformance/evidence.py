@@ -1,4 +1,4 @@
-"""What a check saw, recorded for results.json (`evidence.objects`, `evidence.observed`)."""
+"""What a check saw, recorded for results.json (`evidence.objects`, `.observed`, `.manifests`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 class Evidence:
     objects: list[str] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
 
     def object(self, ref: object) -> None:
         """Record an object the check created or inspected (ObjectRef or "Kind/ns/name")."""
@@ -23,5 +24,12 @@ class Evidence:
         json.dumps(value)
         self.observed[key] = value
 
+    def manifest(self, body: dict[str, Any]) -> None:
+        """Record a manifest the check applied, as sent (kaic's labels are added on apply)."""
+        self.manifests.append(json.loads(json.dumps(body, default=str)))
+
     def to_json(self) -> dict[str, Any]:
-        return {"objects": list(self.objects), "observed": dict(self.observed)}
+        out: dict[str, Any] = {"objects": list(self.objects), "observed": dict(self.observed)}
+        if self.manifests:
+            out["manifests"] = list(self.manifests)
+        return out

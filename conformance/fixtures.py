@@ -39,6 +39,7 @@ class Kube:
         if res.namespaced:
             meta.setdefault("namespace", self.namespace)
         body["metadata"] = meta
+        self.evidence.manifest(body)
         out = self.cluster.apply(body, check_id=self.check_id)
         ref = ObjectRef.of(out)
         self.evidence.object(ref)

@@ -90,6 +90,7 @@ class Accumulator:
         if data.get("evidence"):
             result.objects = list(data["evidence"].get("objects", []))
             result.observed = dict(data["evidence"].get("observed", {}))
+            result.manifests = list(data["evidence"].get("manifests", []))
         return result
 
     def final(self, reason: str) -> dict[str, CheckResult]:

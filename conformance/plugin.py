@@ -177,7 +177,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="keep the namespace and objects of failed checks for inspection",
     )
-    group.addoption("--output", help="write results.json, junit.xml and summary.md here")
+    group.addoption(
+        "--output", help="write results.json, junit.xml, summary.md and report.html here"
+    )
     group.addoption("--run-id", help="label value marking this run's objects (default: generated)")
 
 

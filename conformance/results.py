@@ -48,16 +48,20 @@ class CheckResult:
     message: str = ""
     objects: list[str] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
+    manifests: list[dict[str, Any]] = field(default_factory=list)
     # Where the time went (cluster/meter.py): seconds blocked on the cluster, API requests.
     timing: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        evidence: dict[str, Any] = {"objects": list(self.objects), "observed": dict(self.observed)}
+        if self.manifests:
+            evidence["manifests"] = list(self.manifests)
         out = {
             "id": self.id,
             "status": self.status,
             "duration_s": round(self.duration_s, 3),
             "message": self.message,
-            "evidence": {"objects": list(self.objects), "observed": dict(self.observed)},
+            "evidence": evidence,
         }
         if self.timing:
             out["timing"] = dict(self.timing)
@@ -226,6 +230,7 @@ class Run:
                             message=c.get("message", ""),
                             objects=list(c.get("evidence", {}).get("objects", [])),
                             observed=dict(c.get("evidence", {}).get("observed", {})),
+                            manifests=list(c.get("evidence", {}).get("manifests", [])),
                             timing=dict(c.get("timing", {})),
                         )
                         for c in r.get("checks", [])

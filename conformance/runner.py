@@ -144,7 +144,7 @@ def run(
         raise KaicError(f"the run ended (pytest exit {int(code)}) without writing {results}")
     finished = results_json.load(results)
     print_run(finished, stdout_console())
-    console.print(f"Reports: {output}/results.json, junit.xml, summary.md")
+    console.print(f"Reports: {output}/results.json, junit.xml, summary.md, report.html")
     if code == pytest.ExitCode.INTERRUPTED:
         console.print("Interrupted: the checks that did not run are reported as errors.")
         return INTERRUPTED

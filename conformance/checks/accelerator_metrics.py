@@ -206,6 +206,7 @@ def test_utilization_follows_load(kube: Kube, kaic_settings: Settings, evidence:
         f"{LOADED_ABOVE:g}% while Pod/{kube.namespace}/{name} loads it",
         next_step="check the exporter's sampling interval and that it reads this device",
     )
+    loaded_samples = len(history)  # the readings before this one were taken under load
     # and it falls back once the load stops (the probe pod goes)
     kube.cluster.delete(ObjectRef("v1", "Pod", name, kube.namespace))
 
@@ -222,3 +223,4 @@ def test_utilization_follows_load(kube: Kube, kaic_settings: Settings, evidence:
         next_step="the exporter reports stale values; check its sampling",
     )
     evidence.observe("utilization_history", history)
+    evidence.observe("utilization_loaded_samples", loaded_samples)

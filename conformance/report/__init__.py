@@ -1,10 +1,10 @@
-"""Reports of a run: results.json (the contract), junit.xml, summary.md."""
+"""Reports of a run: results.json (the contract), junit.xml, summary.md, report.html."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from conformance.report import junit, results_json, summary
+from conformance.report import html, junit, results_json, summary
 from conformance.results import Run
 
 __all__ = ["write_reports"]
@@ -16,5 +16,6 @@ def write_reports(run: Run, directory: Path) -> list[Path]:
         results_json.write(run, directory / "results.json"),
         junit.write(run, directory / "junit.xml"),
         summary.write(run, directory / "summary.md"),
+        html.write(run, directory / "report.html"),
     ]
     return written

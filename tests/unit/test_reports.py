@@ -109,9 +109,10 @@ def test_summary_shows_verdict_table_and_failure_messages() -> None:
     assert "`Node/n1`" in text
 
 
-def test_write_reports_writes_the_three_files(tmp_path: Path) -> None:
+def test_write_reports_writes_the_four_files(tmp_path: Path) -> None:
     written = write_reports(sample_run(), tmp_path / "out")
-    assert sorted(p.name for p in written) == ["junit.xml", "results.json", "summary.md"]
+    names = sorted(p.name for p in written)
+    assert names == ["junit.xml", "report.html", "results.json", "summary.md"]
 
 
 @pytest.mark.parametrize(
