@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	  { apt-get install -y -q nftables >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nftables >/dev/null 2>&1; }; }; } || \
 	  echo "note: nftables not installed (not root or no apt-get): the sandbox runs without kube-proxy"
+	@# report.html is checked in headless Chromium (Debian's package) by a test
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "note: chromium not installed (not root or no apt-get): the report.html test will fail"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,sandbox]'

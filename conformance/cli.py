@@ -298,7 +298,7 @@ def cmd_manifests(args: argparse.Namespace) -> int:
 def cmd_entrypoint(args: argparse.Namespace) -> int:
     import os
 
-    from conformance.incluster import entrypoint
+    from conformance.incluster import entrypoint, hydrophone
 
     if args.parallel < 1:
         raise KaicError("--parallel must be at least 1")
@@ -306,6 +306,9 @@ def cmd_entrypoint(args: argparse.Namespace) -> int:
         args.in_cluster = True
     run_id = validate_run_id(args.run_id) if args.run_id else new_run_id()
     settings = settings_from(args, run_id)
+    hydrophone_env = hydrophone.HydrophoneEnv.from_environ()
+    if hydrophone_env:
+        return hydrophone.run(settings, hydrophone_env, workers=args.parallel)
     return entrypoint.run(
         settings, result_format=args.result_format, linger_s=args.linger, workers=args.parallel
     )
@@ -474,10 +477,21 @@ def _detach_from_terminal() -> None:
     os.close(devnull)
 
 
+def _with_hydrophone_args(argv: list[str]) -> list[str]:
+    """Under Hydrophone, E2E_EXTRA_ARGS and E2E_EXTRA_GINKGO_ARGS are entrypoint options."""
+    from conformance.incluster.hydrophone import HydrophoneEnv
+
+    env = HydrophoneEnv.from_environ() if argv[:1] == ["entrypoint"] else None
+    return [*argv, *env.argv()] if env else argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = _with_hydrophone_args(list(sys.argv[1:] if argv is None else argv))
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
+        if argv[:1] == ["entrypoint"] and exc.code:
+            _hydrophone_usage_error()
         return int(exc.code or 0)
     if args.command in TERMINATED:
         for sig in STOP_SIGNALS:
@@ -492,6 +506,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _hydrophone_usage_error() -> None:
+    from conformance.incluster import hydrophone
+
+    env = hydrophone.HydrophoneEnv.from_environ()
+    if env:  # Hydrophone needs its two files whatever happened, or it leaves its pod behind
+        hydrophone.usage_error(env, "kaic entrypoint: bad options (E2E_EXTRA_ARGS?); see the log")
 
 
 if __name__ == "__main__":

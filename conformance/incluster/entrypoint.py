@@ -40,7 +40,7 @@ def run(settings: Settings, *, result_format: str, linger_s: float, workers: int
     except KaicError as exc:
         console.print(f"kaic: error: {exc}", highlight=False)
         (output / "error.txt").write_text(f"{exc}\n", encoding="utf-8")
-        _error_junit(output / "junit.xml", str(exc))
+        error_junit(output / "junit.xml", str(exc))
         code = EXIT_USAGE
     results = output / "results.json"
     if results.exists():
@@ -57,7 +57,7 @@ def run(settings: Settings, *, result_format: str, linger_s: float, workers: int
     return code
 
 
-def _error_junit(path: Path, message: str) -> None:
+def error_junit(path: Path, message: str) -> None:
     """One failed testcase, so junit readers (Sonobuoy) show why nothing ran."""
     from xml.etree import ElementTree as ET
 

@@ -298,3 +298,33 @@ def test_unreachable_cluster_still_publishes_results(
     (case,) = junit.iter("testcase")
     assert case.get("name") == "kaic/run-could-not-start"
     assert case.find("failure") is not None
+
+
+def test_hydrophone_mode_runs_the_focused_checks_and_leaves_its_two_files(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """The image's command as Hydrophone starts it (no arguments; its E2E_* variables): the
+    focused checks run against the cluster, one `•` each in e2e.log, junit_01.xml holds them."""
+    results = tmp_path / "results"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("E2E_", "KUBERNETES_"))}
+    extra = f"--kubeconfig={sandbox.kubeconfig} --profile=cncf-ai-v1.35"
+    env = {**base, "E2E_USE_GO_RUNNER": "true", "E2E_PROVIDER": "skeleton",
+           "E2E_FOCUS": "^cluster_baseline/", "RESULTS_DIR": str(results),
+           "E2E_EXTRA_ARGS": extra}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "conformance.cli", "entrypoint"],
+        env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # partial: the rest of the profile was not run
+    log = (results / "e2e.log").read_text()
+    after = log.split("Will run 2 of ", 1)[1]
+    assert after.count("•") == 2
+    assert "• [PASSED] cluster.reachable" in after
+    cases = {c.get("name"): c for c in ET.parse(results / "junit_01.xml").iter("testcase")}
+    for name in (
+        "cluster_baseline/cluster.reachable",
+        "cluster_baseline/cluster.version-supported",
+    ):
+        assert name in cases
+        assert cases[name].find("failure") is None
+    assert any("Ginkgo ran 1 suite" in line for line in done.stdout.splitlines()[-30:])
