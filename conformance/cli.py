@@ -30,6 +30,7 @@ from conformance.settings import (
     MODEL_HEADER,
     OBSERVE_WINDOW_S,
     OPERATORS,
+    PROFILE_HELP,
     gateway_ref,
     settings_from,
 )
@@ -63,7 +64,7 @@ def _cluster_options(parser: argparse.ArgumentParser) -> None:
 def _run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by `kaic run` and `kaic entrypoint`."""
     _cluster_options(parser)
-    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help=PROFILE_HELP)
     parser.add_argument(
         "--check",
         action="append",
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sandbox", action="store_true", help="run against the local sandbox")
 
     lst = sub.add_parser("list", help="requirements of a profile and the checks verifying them")
-    lst.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
+    lst.add_argument("--profile", default=DEFAULT_PROFILE, help=PROFILE_HELP)
     lst.add_argument("--checks", action="store_true", help="list every check instead")
 
     report = sub.add_parser(
@@ -202,15 +203,13 @@ def _incluster_parsers(sub: Any) -> None:
     from conformance.probes import PROBE_IMAGE
 
     plugin = sub.add_parser("plugin", help="print a Sonobuoy plugin definition running kaic")
-    plugin.add_argument("--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})")
+    plugin.add_argument("--profile", default=DEFAULT_PROFILE, help=PROFILE_HELP)
     plugin.add_argument("--image", default=PROBE_IMAGE, help=f"kaic image (default: {PROBE_IMAGE})")
     plugin.add_argument("--result-format", choices=("junit", "manual"), default="junit")
     manifests = sub.add_parser(
         "manifests", help="print a standalone Job, ServiceAccount and least-privilege RBAC"
     )
-    manifests.add_argument(
-        "--profile", default=DEFAULT_PROFILE, help=f"(default: {DEFAULT_PROFILE})"
-    )
+    manifests.add_argument("--profile", default=DEFAULT_PROFILE, help=PROFILE_HELP)
     manifests.add_argument("--image", default=PROBE_IMAGE, help=f"(default: {PROBE_IMAGE})")
     manifests.add_argument("--namespace", default="kaic", help="where the Job runs (default: kaic)")
     manifests.add_argument(

@@ -42,6 +42,7 @@ from conformance.settings import (
     MODEL_HEADER,
     OBSERVE_WINDOW_S,
     OPERATORS,
+    PROFILE_HELP,
     Settings,
     gateway_ref,
     settings_from,
@@ -85,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--profile",
         default=DEFAULT_PROFILE,
-        help=f"profile name or YAML file (default: {DEFAULT_PROFILE})",
+        help=PROFILE_HELP,
     )
     group.addoption(
         "--check",

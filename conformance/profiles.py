@@ -47,6 +47,7 @@ class Profile:
     kubernetes_minimum: str | None = None
     checklist: str | None = None
     path: Path | None = None
+    draft: bool = False  # a checklist announced but not published: no submission for it
 
     def requirement(self, requirement_id: str) -> Requirement:
         for req in self.requirements:
@@ -192,6 +193,39 @@ def load_catalog(path: Path, known_checks: set[str] | None = None) -> dict[str, 
     return catalog
 
 
+AUTO = "auto"
+_SERVER_MINOR = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+def parse_minor(version: str) -> tuple[int, int] | None:
+    """(major, minor) of a server version such as v1.35.2."""
+    match = _SERVER_MINOR.match(version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+_CHECKLIST_PROFILE = re.compile(r"^cncf-ai-v1\.(\d+)$")
+
+
+def checklist_profiles(directory: Path | None = None) -> list[tuple[int, str]]:
+    """(minor, name) of the published CNCF checklist profiles, oldest first (drafts left out)."""
+    found = []
+    for name in available_profiles(directory):
+        match = _CHECKLIST_PROFILE.match(name)
+        if match and not load_profile(name, directory=directory).draft:
+            found.append((int(match.group(1)), name))
+    return sorted(found)
+
+
+def newest_checklist_for(minor: int | None, directory: Path | None = None) -> str:
+    """The default profile: the newest published checklist whose Kubernetes version a cluster
+    of 1.<minor> meets (the oldest if it meets none; the newest if the version is unknown)."""
+    known = checklist_profiles(directory)
+    if minor is None:
+        return known[-1][1]
+    met = [name for version, name in known if version <= minor]
+    return met[-1] if met else known[0][1]
+
+
 def load_profile(
     name_or_path: str | Path,
     known_checks: set[str] | None = None,
@@ -199,6 +233,8 @@ def load_profile(
 ) -> Profile:
     """Load a profile by name (from the profiles folder) or by path to a YAML file."""
     directory = directory or profiles_dir()
+    if name_or_path == AUTO:
+        name_or_path = newest_checklist_for(None, directory)
     path = _resolve(name_or_path, directory)
     catalog_path = path.parent / CATALOG_FILE
     if not catalog_path.exists():
@@ -227,7 +263,16 @@ def _parse_profile(
     doc.only_keys(
         (),
         top,
-        ("kind", "name", "title", "description", "kubernetes", "checklist", "requirements"),
+        (
+            "kind",
+            "name",
+            "title",
+            "description",
+            "kubernetes",
+            "checklist",
+            "draft",
+            "requirements",
+        ),
     )
     if top.get("kind") != "Profile":
         raise doc.error(("kind",), "must be 'Profile'")
@@ -276,7 +321,14 @@ def _parse_profile(
         kubernetes_minimum=minimum,
         checklist=doc.string(("checklist",), top.get("checklist"), required=False),
         path=doc.path,
+        draft=_parse_draft(doc, top.get("draft", False)),
     )
+
+
+def _parse_draft(doc: _Doc, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise doc.error(("draft",), f"must be true or false, got {_kind(raw)}")
+    return raw
 
 
 def _parse_kubernetes(doc: _Doc, raw: Any) -> tuple[str | None, str | None]:

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conformance.checks.registry import CHECKS_DIR
+from conformance.checks.registry import CHECKS_DIR, discover
 from conformance.cluster import connect, kubeconfig_configured
 from conformance.errors import KaicError
 from conformance.plugin import selected_check_ids
+from conformance.profiles import AUTO, load_profile, newest_checklist_for, parse_minor
 from conformance.progress import ProgressDisplay
 from conformance.report import results_json
 from conformance.report.render import print_run, stderr_console, stdout_console
 from conformance.results import EXIT_USAGE
+from conformance.selection import validate_patterns
 from conformance.settings import Settings
 
 INTERRUPTED = 130
@@ -81,6 +83,26 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
     return args
 
 
+def resolve_profile(settings: Settings, use_sandbox: bool, console: Console) -> Settings:
+    """`--profile auto` (the default): the newest CNCF checklist the cluster's version meets."""
+    if settings.profile != AUTO:
+        return settings
+    known = discover()  # a mistyped check id is reported before any connection
+    validate_patterns(settings.checks, known, "--check")
+    validate_patterns(settings.skips, known, "--skip")
+    if not use_sandbox and kubeconfig_configured(settings.connect):
+        version = connect(settings.connect, settings.run_id).server_version()
+    else:
+        from conformance.sandbox.build import KUBERNETES_VERSION as version
+    minor = parse_minor(version)
+    name = newest_checklist_for(minor[1] if minor else None)
+    console.print(
+        f"Profile {name}: the newest CNCF checklist that Kubernetes {version} meets "
+        "(--profile chooses another)"
+    )
+    return replace(settings, profile=name)
+
+
 @contextmanager
 def target_cluster(
     settings: Settings, use_sandbox: bool, console: Console, selected: Sequence[str] = ()
@@ -127,6 +149,7 @@ def run(
     plugins: Sequence[object] = (),
 ) -> int:
     console = console or stderr_console()
+    settings = resolve_profile(settings, use_sandbox, console)
     selected = selected_check_ids(settings)  # unknown profile or check id: fail before anything
     output = settings.output or Path("reports") / settings.run_id
     settings = replace(settings, output=output)
@@ -135,6 +158,8 @@ def run(
             f"kaic run {target.run_id}: profile {target.profile}, {len(selected)} check(s), "
             f"reports in {output}/"
         )
+        if load_profile(target.profile).draft:
+            console.print(f"  {target.profile} is a draft: its checklist is not published")
         display = ProgressDisplay(console, total=len(selected))
         code = pytest.main(pytest_args(target, workers, verbose), plugins=[display, *plugins])
     if code == pytest.ExitCode.USAGE_ERROR:

@@ -14,7 +14,13 @@ Accelerator = Literal["auto", "nvidia", "amd", "example"]
 AllocationMode = Literal["auto", "dra", "device-plugin"]
 ACCELERATORS: tuple[Accelerator, ...] = ("auto", "nvidia", "amd", "example")
 ALLOCATION_MODES: tuple[AllocationMode, ...] = ("auto", "dra", "device-plugin")
-DEFAULT_PROFILE = "cncf-ai-v1.35"
+# The newest published CNCF checklist profile the cluster's Kubernetes version meets
+# (runner.resolve_profile); without a cluster (kaic list), the newest one.
+DEFAULT_PROFILE = "auto"
+PROFILE_HELP = (
+    "profile name or YAML file (default: auto, the newest CNCF checklist profile that the "
+    "cluster's Kubernetes version meets)"
+)
 # Operators kaic knows how to verify (conformance/checks/_operators.py); none named = detect.
 OPERATORS = ("lws", "kueue", "kuberay", "kubeflow-trainer")
 # The header Gateway API Inference Extension's body-based routing fills with the request's model.

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
 from conformance.failures import fail
-from conformance.profiles import Profile
-
-_MINOR = re.compile(r"^v?(\d+)\.(\d+)")
+from conformance.profiles import Profile, parse_minor
 
 
 @check("cluster.reachable", requirements=["cluster_baseline"])
@@ -35,11 +31,6 @@ def test_reachable(cluster: Cluster, evidence: Evidence) -> None:
             observed=f"versions {versions}",
             next_step="check the API server's --runtime-config and any proxy in front of it",
         )
-
-
-def parse_minor(version: str) -> tuple[int, int] | None:
-    match = _MINOR.match(version)
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 @check("cluster.version-supported", requirements=["cluster_baseline"])

@@ -203,3 +203,48 @@ def test_arbitrary_text_never_escapes_as_another_exception(tmp_path: Path, text:
         load_profile(path)
     except ProfileError as exc:
         assert str(exc).startswith(str(path))
+
+
+def test_the_default_profile_is_the_newest_checklist_the_cluster_meets() -> None:
+    from conformance.profiles import checklist_profiles, newest_checklist_for
+
+    published = [name for _, name in checklist_profiles()]
+    assert published[-1] == "cncf-ai-v1.37"
+    assert "cncf-ai-v1.38" not in published  # a draft is never the default
+    assert newest_checklist_for(35) == "cncf-ai-v1.35"
+    assert newest_checklist_for(38) == "cncf-ai-v1.37"
+    assert newest_checklist_for(30) == "cncf-ai-v1.33"
+    assert newest_checklist_for(None) == "cncf-ai-v1.37"
+    assert load_profile("auto").name == "cncf-ai-v1.37"
+
+
+def test_the_1_38_draft_makes_driver_runtime_management_a_must() -> None:
+    draft = load_profile("cncf-ai-v1.38")
+    assert draft.draft
+    assert draft.requirement("driver_runtime_management").level == "MUST"
+    assert not load_profile("cncf-ai-v1.37").draft
+    assert load_profile("cncf-ai-v1.37").requirement("workload_sandboxing").level == "SHOULD"
+
+
+def test_draft_must_be_a_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "kind: Profile\nname: p\ndraft: maybe\n"
+        "requirements:\n  - {id: gpu_sharing, level: SHOULD}\n"
+    )
+    with pytest.raises(ProfileError, match=r"draft.*must be true or false"):
+        load_profile(path)
+
+
+def test_kaic_run_says_which_profile_it_chose() -> None:
+    from rich.console import Console
+
+    from conformance.runner import resolve_profile
+    from conformance.settings import Settings
+
+    console = Console(record=True, width=200)
+    chosen = resolve_profile(Settings(run_id="20261203-000000-abcd"), True, console)
+    assert chosen.profile == "cncf-ai-v1.35"  # the sandbox runs Kubernetes v1.35
+    assert "Profile cncf-ai-v1.35: the newest CNCF checklist that Kubernetes v1.35" in (
+        console.export_text()
+    )
