@@ -100,3 +100,20 @@ class Accumulator:
             if result.status == "passed":
                 result.status, result.message = "error", f"did not finish: {reason}"
         return self.results
+
+
+class CheckListener:
+    """Base of the pytest plugin objects told of each check once it has finished (teardown
+    included): the terminal's progress, Sonobuoy's, Hydrophone's e2e.log."""
+
+    def check_finished(self, result: CheckResult) -> None:
+        raise NotImplementedError
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "kaic", None)
+        if not data:
+            return
+        accumulator: Accumulator = self.__dict__.setdefault("_kaic_accumulator", Accumulator())
+        result = accumulator.add(data, report.duration)
+        if report.when == "teardown":
+            self.check_finished(result)

@@ -8,16 +8,16 @@ import pytest
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from conformance.outcomes import Accumulator
+from conformance.outcomes import CheckListener
 from conformance.report.summary import STATUS_MARK
+from conformance.results import CheckResult
 
 STYLE = {"passed": "green", "failed": "red", "error": "magenta", "skipped": "yellow"}
 
 
-class ProgressDisplay:
+class ProgressDisplay(CheckListener):
     def __init__(self, console: Console, total: int) -> None:
         self.console = console
-        self.accumulator = Accumulator()
         self.progress = Progress(
             TextColumn("[bold]checks"),
             BarColumn(),
@@ -35,20 +35,13 @@ class ProgressDisplay:
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
         self.progress.update(self.task, description=nodeid.rsplit("::", 1)[-1])
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "kaic", None)
-        if not data:
-            return
-        result = self.accumulator.add(data, report.duration)
-        if report.when == "teardown":
-            style = STYLE[result.status]
-            line = (
-                f"[{style}]{STATUS_MARK[result.status]:5}[/] {result.id} ({result.duration_s:.1f}s)"
-            )
-            if result.status != "passed" and result.message:
-                line += f"\n      {result.message.splitlines()[0][:300]}"
-            self.progress.console.print(line, highlight=False)
-            self.progress.advance(self.task)
+    def check_finished(self, result: CheckResult) -> None:
+        style = STYLE[result.status]
+        line = f"[{style}]{STATUS_MARK[result.status]:5}[/] {result.id} ({result.duration_s:.1f}s)"
+        if result.status != "passed" and result.message:
+            line += f"\n      {result.message.splitlines()[0][:300]}"
+        self.progress.console.print(line, highlight=False)
+        self.progress.advance(self.task)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.progress.stop()

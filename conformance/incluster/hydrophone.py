@@ -21,20 +21,18 @@ import shlex
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
-
-import pytest
 
 from conformance import runner
 from conformance.errors import KaicError
 from conformance.incluster.entrypoint import error_junit
-from conformance.outcomes import Accumulator
+from conformance.outcomes import CheckListener
 from conformance.plugin import selected_check_ids
 from conformance.profiles import load_profile
 from conformance.report.junit import testcase_name
-from conformance.results import EXIT_USAGE
+from conformance.results import EXIT_USAGE, CheckResult
 from conformance.settings import Settings
 
 DEFAULT_FOCUS = r"\[Conformance\]"
@@ -96,26 +94,20 @@ def focused(settings: Settings, env: HydrophoneEnv) -> tuple[list[str], list[str
 
 
 @dataclass
-class E2ELog:
+class E2ELog(CheckListener):
     """A pytest plugin object: Ginkgo-style progress lines in e2e.log and on stdout."""
 
     log: IO[str]
-    accumulator: Accumulator = field(default_factory=Accumulator)
 
     def line(self, text: str) -> None:
         self.log.write(text + "\n")
         self.log.flush()
         print(text, flush=True)
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "kaic", None)
-        if not data:
-            return
-        result = self.accumulator.add(data, report.duration)
-        if report.when == "teardown":
-            mark = {"passed": "PASSED", "skipped": "SKIPPED"}.get(result.status, "FAILED")
-            detail = f": {result.message}" if result.message and mark != "PASSED" else ""
-            self.line(f"• [{mark}] {result.id} [{result.duration_s:.1f} s]{detail}")
+    def check_finished(self, result: CheckResult) -> None:
+        mark = {"passed": "PASSED", "skipped": "SKIPPED"}.get(result.status, "FAILED")
+        detail = f": {result.message}" if result.message and mark != "PASSED" else ""
+        self.line(f"• [{mark}] {result.id} [{result.duration_s:.1f} s]{detail}")
 
 
 def _error_files(env: HydrophoneEnv, message: str) -> None:

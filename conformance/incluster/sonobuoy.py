@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from conformance.outcomes import Accumulator
-from conformance.results import Run
+from conformance.outcomes import CheckListener
+from conformance.results import CheckResult, Run
 
 DEFAULT_RESULTS_DIR = "/tmp/sonobuoy/results"
 DEFAULT_PROGRESS_PORT = 8099
@@ -43,7 +43,7 @@ class SonobuoyEnv:
 
 
 @dataclass
-class ProgressReporter:
+class ProgressReporter(CheckListener):
     """A pytest plugin object: POSTs Sonobuoy progress as each check finishes.
 
     Progress is best effort: without a Sonobuoy sidecar nobody listens, and the run goes on.
@@ -51,7 +51,6 @@ class ProgressReporter:
 
     url: str
     total: int
-    accumulator: Accumulator = field(default_factory=Accumulator)
     completed: int = 0
     failures: list[str] = field(default_factory=list)
     unreachable: str = ""
@@ -80,13 +79,7 @@ class ProgressReporter:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.post(f"kaic: running {self.total} check(s)")
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "kaic", None)
-        if not data:
-            return
-        result = self.accumulator.add(data, report.duration)
-        if report.when != "teardown":
-            return
+    def check_finished(self, result: CheckResult) -> None:
         self.completed += 1
         if result.status in ("failed", "error"):
             self.failures.append(result.id)

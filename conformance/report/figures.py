@@ -127,6 +127,7 @@ def _load_aware(observed: dict[str, Any]) -> Figure | None:
     busy, served = observed.get("busy_pod") or {}, _served(observed, "load-client")
     if not busy or not served:
         return None
+    served.setdefault(str(busy.get("pod")), 0)  # the loaded pod may have been sent nothing
     groups = [
         (pod, [(n, HIGHLIGHT if pod == busy.get("pod") else OBSERVED)])
         for pod, n in sorted(served.items())
