@@ -37,6 +37,10 @@ def check_file(req_id: str, check_id: str) -> str:
     return f"{RESULTS}/{req_id}/{check_id}.md"
 
 
+def figure_file(check_id: str, figure: str) -> str:
+    return f"{check_id}-{figure}.svg"
+
+
 def cited_checks(req: RequirementResult, status: str) -> list[CheckResult]:
     """Implemented cites only the checks that passed; other statuses show every check."""
     if status == "Implemented":
@@ -82,6 +86,10 @@ def _requirement_md(req: RequirementResult, status: str, cited: list[CheckResult
     for check in req.checks:
         link = f"[{check.id}.md]({req.id}/{check.id}.md)"
         lines.append(f"| `{check.id}` | {STATUS_MARK[check.status]} | {link} |")
+    for check in req.checks:
+        figure = figure_of(check)
+        if figure:
+            lines += ["", f"![{figure.title}]({req.id}/{figure_file(check.id, figure.name)})"]
     left_out = [c for c in req.checks if c not in cited]
     lines += ["", f"Testcases cited: [{req.id}/junit.xml]({req.id}/junit.xml) ("
               + (", ".join(c.id for c in cited) or "none") + ")."]  # fmt: skip
@@ -112,7 +120,7 @@ def _check_files(run: Run, req: RequirementResult, check: CheckResult, folder: P
         lines += ["", f"Time waiting on the cluster: {check.timing.get('cluster_wait_s')} s, "
                   f"{check.timing.get('api_requests')} API requests."]  # fmt: skip
     if figure:
-        name = f"{check.id}-{figure.name}.svg"
+        name = figure_file(check.id, figure.name)
         written.append(_write(folder / name, figure.svg))
         lines += ["", "## Figure", "", f"![{figure.title}]({name})"]
     lines += ["", "## Observed", "", "```json", json.dumps(check.observed, indent=2), "```"]

@@ -183,6 +183,20 @@ def test_implemented_cites_only_checks_that_passed(tmp_path: Path) -> None:
         "robust_controller/operator.controller-ready"] == "skipped"  # fmt: skip
 
 
+def test_figures_are_svg_files_the_requirement_file_shows(tmp_path: Path) -> None:
+    split = {"split": {"weights": {"a": 70, "b": 30}, "counts": {"a": 69, "b": 31}}}
+    run = profile_run("1.36")
+    for req in run.requirements:
+        for check in req.checks:
+            if check.id == "gateway-api.weighted-split":
+                check.observed = split
+    done = submit(tmp_path, run)
+    svg = done.directory / "results/ai_inference/gateway-api.weighted-split-weighted-split.svg"
+    assert svg.read_text().startswith("<svg")
+    text = (done.directory / "results/ai_inference.md").read_text()
+    assert "](ai_inference/gateway-api.weighted-split-weighted-split.svg)" in text
+
+
 def test_per_check_evidence_says_what_was_deployed_and_observed(tmp_path: Path) -> None:
     done = submit(tmp_path, profile_run("1.36"))
     text = (done.directory / "results/gang_scheduling/gang.fitting-gang-runs.md").read_text()
