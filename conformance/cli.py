@@ -365,6 +365,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(table)
     for line in conditions:
         console.print(line, highlight=False)
+    na = [(req.id, cid, text) for req in profile.requirements
+          for cid, text in req.not_applicable_when]  # fmt: skip
+    if na:
+        console.print("\nNot applicable only when (any other skip is reported as an error):")
+        for rid, cid, text in na:
+            console.print(f"  {rid} [{cid}]: {text}", highlight=False)
     return 0
 
 

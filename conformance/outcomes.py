@@ -43,6 +43,27 @@ def classify(call: pytest.CallInfo[None], report: pytest.TestReport) -> tuple[Ch
     return "error", f"{where}: {_message(excinfo.value, with_type=True)}"
 
 
+def check_skip(
+    call: pytest.CallInfo[None], check_id: str, allowed: dict[str, str], message: str
+) -> tuple[CheckStatus, str, str]:
+    """A skip stands only for a condition the check's requirements list; (status, message,
+    condition). Any other skip is kaic's error, so that nothing passes as not applicable by
+    accident."""
+    exc = call.excinfo.value if call.excinfo else None
+    condition = getattr(exc, "condition", None)
+    if condition is None:
+        why = f"kaic skipped {check_id} without naming a not-applicable condition: {message}"
+        return "error", why, ""
+    if condition not in allowed:
+        lists = ", ".join(allowed) or "none"
+        why = (
+            f"kaic skipped {check_id} for {condition!r}, a condition none of its "
+            f"requirements lists (they list: {lists})"
+        )
+        return "error", why, ""
+    return "skipped", message, str(condition)
+
+
 def _message(exc: BaseException, *, with_type: bool) -> str:
     said = forbidden_message(exc) or explain(exc)
     if said:
@@ -85,6 +106,8 @@ class Accumulator:
                 result.status, result.message = "error", data["message"]
         elif result.status == "passed" and status != "passed":
             result.status, result.message = status, data["message"]
+        if data.get("condition"):
+            result.condition = str(data["condition"])
         if data.get("timing"):
             result.timing = dict(data["timing"])
         if data.get("evidence"):

@@ -31,8 +31,8 @@ from conformance.fixtures import (
     namespace,
     profile,
 )
-from conformance.outcomes import Accumulator, classify
-from conformance.profiles import load_profile
+from conformance.outcomes import Accumulator, check_skip, classify
+from conformance.profiles import conditions_of, load_profile
 from conformance.selection import new_run_id, select_checks, validate_run_id
 from conformance.settings import (
     ACCELERATORS,
@@ -269,6 +269,11 @@ def pytest_runtest_makereport(
     if mark is None:
         return report
     status, message = classify(call, report)
+    condition = ""
+    if status == "skipped":
+        requirements = tuple(mark.kwargs.get("requirements", ()))
+        allowed = conditions_of(item.config.stash[SETTINGS_KEY].profile, requirements)
+        status, message, condition = check_skip(call, str(mark.args[0]), allowed, message)
     if status in ("failed", "error"):
         item.stash[FAILED_KEY] = True
     data: dict[str, Any] = {
@@ -277,6 +282,8 @@ def pytest_runtest_makereport(
         "status": status,
         "message": message,
     }
+    if condition:
+        data["condition"] = condition
     ev = item.stash.get(EVIDENCE_KEY, None)
     if ev is not None and report.when in ("call", "teardown"):
         data["evidence"] = ev.to_json()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -35,6 +36,8 @@ class Requirement:
     description: str
     checks: tuple[str, ...]
     condition: str | None = None
+    # condition id -> words a reviewer reads: the only reasons its checks may skip
+    not_applicable_when: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class _CatalogEntry:
     description: str
     checks: tuple[str, ...]
     condition: str | None
+    not_applicable_when: tuple[tuple[str, str], ...] = ()
 
 
 class _Doc:
@@ -179,7 +183,11 @@ def load_catalog(path: Path, known_checks: set[str] | None = None) -> dict[str, 
         if not _REQUIREMENT_ID.match(str(req_id)):
             raise doc.error(key, "requirement ids are lower_snake_case")
         body = doc.mapping(key, raw)
-        doc.only_keys(key, body, ("category", "source", "description", "checks", "condition"))
+        doc.only_keys(
+            key,
+            body,
+            ("category", "source", "description", "checks", "condition", "not_applicable_when"),
+        )
         source = doc.string((*key, "source"), body.get("source"))
         if source not in SOURCES:
             raise doc.error((*key, "source"), f"must be one of {', '.join(SOURCES)}")
@@ -189,8 +197,31 @@ def load_catalog(path: Path, known_checks: set[str] | None = None) -> dict[str, 
             description=cast(str, doc.string((*key, "description"), body.get("description"))),
             checks=doc.check_list((*key, "checks"), body.get("checks", []), known_checks),
             condition=doc.string((*key, "condition"), body.get("condition"), required=False),
+            not_applicable_when=_parse_conditions(doc, key, body.get("not_applicable_when", {})),
         )
     return catalog
+
+
+_CONDITION_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def _parse_conditions(doc: _Doc, key: Path_, raw: Any) -> tuple[tuple[str, str], ...]:
+    where: Path_ = (*key, "not_applicable_when")
+    body = doc.mapping(where, raw)
+    out = []
+    for cid, text in body.items():
+        if not _CONDITION_ID.match(str(cid)):
+            raise doc.error((*where, cid), "condition ids are lower-kebab-case")
+        out.append((str(cid), cast(str, doc.string((*where, cid), text))))
+    return tuple(out)
+
+
+@cache
+def conditions_of(profile: str, requirement_ids: tuple[str, ...]) -> dict[str, str]:
+    """The not-applicable conditions the profile's requirements among these list (id -> words)."""
+    loaded = load_profile(profile)
+    return {cid: text for req in loaded.requirements if req.id in requirement_ids
+            for cid, text in req.not_applicable_when}  # fmt: skip
 
 
 AUTO = "auto"
@@ -310,6 +341,7 @@ def _parse_profile(
                 description=entry.description,
                 checks=checks,
                 condition=condition or entry.condition,
+                not_applicable_when=entry.not_applicable_when,
             )
         )
     return Profile(

@@ -49,6 +49,7 @@ class CheckResult:
     objects: list[str] = field(default_factory=list)
     observed: dict[str, Any] = field(default_factory=dict)
     manifests: list[dict[str, Any]] = field(default_factory=list)
+    condition: str = ""  # of a skipped check: the not-applicable condition it met
     # Where the time went (cluster/meter.py): seconds blocked on the cluster, API requests.
     timing: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +64,8 @@ class CheckResult:
             "message": self.message,
             "evidence": evidence,
         }
+        if self.condition:
+            out["condition"] = self.condition
         if self.timing:
             out["timing"] = dict(self.timing)
         return out
@@ -78,6 +81,7 @@ class RequirementResult:
     description: str = ""
     condition: str | None = None
     reason: str = ""
+    not_applicable_when: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -92,6 +96,8 @@ class RequirementResult:
             out["condition"] = self.condition
         if self.reason:
             out["reason"] = self.reason
+        if self.not_applicable_when:
+            out["not_applicable_when"] = dict(self.not_applicable_when)
         return out
 
 
@@ -141,6 +147,7 @@ def roll_up(profile: Profile, results: Mapping[str, CheckResult]) -> list[Requir
                 description=req.description,
                 condition=req.condition,
                 reason=reason,
+                not_applicable_when=dict(req.not_applicable_when),
             )
         )
     return rolled
@@ -222,6 +229,7 @@ class Run:
                     description=r.get("description", ""),
                     condition=r.get("condition"),
                     reason=r.get("reason", ""),
+                    not_applicable_when=dict(r.get("not_applicable_when", {})),
                     checks=[
                         CheckResult(
                             id=c["id"],
@@ -231,6 +239,7 @@ class Run:
                             objects=list(c.get("evidence", {}).get("objects", [])),
                             observed=dict(c.get("evidence", {}).get("observed", {})),
                             manifests=list(c.get("evidence", {}).get("manifests", [])),
+                            condition=c.get("condition", ""),
                             timing=dict(c.get("timing", {})),
                         )
                         for c in r.get("checks", [])

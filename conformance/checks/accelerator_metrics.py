@@ -3,8 +3,6 @@ nodes advertise, attributes a device to the pod holding it, and follows the devi
 
 from __future__ import annotations
 
-import pytest
-
 from conformance.checks import _exporters as exp
 from conformance.checks._accelerators import (
     DRA_API,
@@ -18,7 +16,7 @@ from conformance.checks.registry import check
 from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.wait import poll_or_fail
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
@@ -181,7 +179,10 @@ def test_utilization_follows_load(kube: Kube, kaic_settings: Settings, evidence:
     name = "burner"
     report = _burning_pod(kube, request, name)
     if report.get("load") != "emulated" or not report.get("devices"):
-        pytest.skip(f"utilization under load not observable: {report.get('reason')}")
+        not_applicable(
+            "load-not-observable",
+            f"utilization under load not observable: {report.get('reason')}",
+        )
     node = _node_of(kube, name)
     exporter = _exporter_on(kube, kaic_settings, node)
     devices = set(report["devices"])

@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from conformance.checks import _monitoring as mon
 from conformance.checks._accelerators import device_request
 from conformance.checks.registry import check
@@ -137,8 +135,13 @@ def test_custom_metric(kube: Kube, kaic_settings: Settings, evidence: Evidence) 
     load and back down after."""
     version = custom_metrics_version(kube.cluster)
     if version is None:
-        pytest.skip(f"no custom-metrics API ({CUSTOM_METRICS}) is registered, so no HPA can "
-                    "scale on a model server's metrics")  # fmt: skip
+        fail(
+            expected=f"a custom-metrics API ({CUSTOM_METRICS}) so that an HPA can scale an "
+            "accelerator workload on a model server's metrics",
+            observed="no APIService serves it",
+            next_step="install a metrics adapter (prometheus-adapter, KEDA) that serves "
+            f"{CUSTOM_METRICS} from the cluster's Prometheus (kubectl get apiservices)",
+        )
     evidence.observe("custom_metrics_api", version)
     kube.apply(deployment(kube, kaic_settings))
     first = mon.ready_pod_of(kube, f"app.kubernetes.io/name={NAME}")

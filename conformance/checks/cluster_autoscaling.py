@@ -14,13 +14,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import pytest
-
 from conformance.checks._accelerators import DeviceRequest, device_request
 from conformance.checks.registry import check
 from conformance.cluster import Cluster, ObjectRef, WaitTimeout
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
@@ -83,9 +81,11 @@ def test_accelerator_group(kube: Kube, kaic_settings: Settings, evidence: Eviden
     back when the pods are gone."""
     found = autoscaler(kube.cluster)
     if found is None and not kaic_settings.autoscaler_node_group:
-        pytest.skip("no cluster autoscaler found (no cluster-autoscaler pods or status "
-                    "ConfigMap, no Karpenter NodePools); pass --autoscaler-node-group if one "
-                    "runs outside the cluster")  # fmt: skip
+        not_applicable(
+            "no-autoscaler",
+            "no cluster autoscaler found (no cluster-autoscaler pods or status ConfigMap, no "
+            "Karpenter NodePools); pass --autoscaler-node-group if one runs outside the cluster",
+        )
     evidence.observe("autoscaler", found or "given by --autoscaler-node-group")
     request = device_request(kube.cluster, kaic_settings)
     groups = node_groups(kube.cluster, request)

@@ -8,14 +8,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import pytest
-
 from conformance.checks import _gateway as gw
 from conformance.checks import _status as st
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.settings import Settings
 
@@ -43,8 +41,11 @@ def test_prefill_decode(kube: Kube, kaic_settings: Settings, evidence: Evidence)
     evidence.observe("pods", {r: [f"{p['metadata']['namespace']}/{p['metadata']['name']}"
                                   for p in by_role.get(r, [])] for r in ROLES})  # fmt: skip
     if not all(by_role.get(r) for r in ROLES):
-        pytest.skip(f"no disaggregated serving found: no Ready pods labelled {ROLE_LABEL}="
-                    f"prefill and =decode (llm-d's convention) in any namespace")  # fmt: skip
+        not_applicable(
+            "no-disaggregated-serving",
+            f"no disaggregated serving found: no Ready pods labelled {ROLE_LABEL}=prefill and "
+            "=decode (llm-d's convention) in any namespace",
+        )
     if not kaic_settings.gateway:
         fail(expected="--gateway NAMESPACE/NAME: the Gateway that routes to the platform's "
              "prefill/decode deployment", observed="no --gateway given",

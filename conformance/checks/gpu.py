@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from conformance.checks._accelerators import device_plugin_resource
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
@@ -31,7 +29,10 @@ def _resource(cluster: Cluster, settings: Settings) -> str:
                 next_step="install the vendor's device plugin (kubectl get nodes -o "
                 "custom-columns=N:.metadata.name,GPU:.status.allocatable)",
             )
-        pytest.skip("no device plugin GPU resource on any node (accelerators come through DRA)")
+        not_applicable(
+            "no-device-plugin-resources",
+            "no device plugin GPU resource on any node (accelerators come through DRA)",
+        )
     return resource
 
 
@@ -158,7 +159,10 @@ def test_taint_respected(kube: Kube, kaic_settings: Settings, evidence: Evidence
         and any(t.get("effect") == "NoSchedule" for t in (n.get("spec") or {}).get("taints") or [])
     ]  # fmt: skip
     if not tainted:
-        pytest.skip("GPU nodes carry no NoSchedule taint; nothing keeps other pods off them")
+        not_applicable(
+            "gpu-nodes-untainted",
+            "GPU nodes carry no NoSchedule taint; nothing keeps other pods off them",
+        )
     node = tainted[0]["metadata"]["name"]
     manifest = pods.pod("intruder", [pods.container(command=PAUSE)], tolerate_gpus=False)
     manifest["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}

@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import Callable
 
-import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
@@ -24,7 +23,7 @@ from conformance.checks._operators import (
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.settings import Settings
 
@@ -146,7 +145,7 @@ def test_controller_ready(cluster: Cluster, kaic_settings: Settings, evidence: E
             next_step="kubectl describe the Deployment and its pods; check the controller logs",
         )
     if skipped and not checked:
-        pytest.skip("; ".join(skipped))
+        not_applicable("controller-outside-cluster", "; ".join(skipped))
 
 
 def _endpoints_ready(cluster: Cluster, service: Obj) -> int:
@@ -229,7 +228,7 @@ def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidenc
             next_step="check the operator's validating webhook configuration and its server",
         )
     if not checked:
-        pytest.skip(f"kaic knows no invalid object for {', '.join(unknown)}")
+        not_applicable("no-test-objects", f"kaic knows no invalid object for {', '.join(unknown)}")
 
 
 @check("operator.valid-reconciled", requirements=["robust_controller"])
@@ -274,4 +273,6 @@ def test_valid_reconciled(kube: Kube, kaic_settings: Settings, evidence: Evidenc
     evidence.observe("reconciled", reconciled)
     evidence.observe("no_valid_object_known", unknown)
     if not reconciled:
-        pytest.skip(f"kaic knows no valid object to reconcile for {', '.join(unknown)}")
+        not_applicable(
+            "no-test-objects", f"kaic knows no valid object to reconcile for {', '.join(unknown)}"
+        )

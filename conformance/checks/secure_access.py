@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from conformance.checks._accelerators import (
     HOLD,
     agent_report,
@@ -15,7 +13,7 @@ from conformance.checks._accelerators import (
 )
 from conformance.checks.registry import check
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
@@ -102,8 +100,11 @@ def test_count_matches(kube: Kube, kaic_settings: Settings, evidence: Evidence) 
     request = device_request(kube.cluster, kaic_settings)
     nodes = request.nodes(kube.cluster, count=2)
     if not nodes:
-        pytest.skip(f"no node offers 2 accelerators of its own ({request.describe()}); nodes "
-                    "that share GPUs (time-slicing, MPS) are not asked")  # fmt: skip
+        not_applicable(
+            "no-node-with-two-accelerators",
+            f"no node offers 2 accelerators of its own ({request.describe()}); nodes that share "
+            "GPUs (time-slicing, MPS) are not asked",
+        )
     templates, asked = request.ask(kube, "two", 2)
     manifest = pods.pod("two", [pods.container(**asked)], claim_templates=templates)
     manifest["spec"]["nodeSelector"] = {"kubernetes.io/hostname": nodes[0]}

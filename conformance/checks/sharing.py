@@ -3,8 +3,6 @@ lets more pods use it. Not applicable, with the reason, where nothing is offered
 
 from __future__ import annotations
 
-import pytest
-
 from conformance.checks._accelerators import (
     HOLD,
     REPLICAS_LABEL,
@@ -16,7 +14,7 @@ from conformance.checks._accelerators import (
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
 from conformance.probes import pods
 
@@ -86,9 +84,10 @@ def test_time_slicing(kube: Kube, evidence: Evidence) -> None:
     """A time-sliced node runs more GPU pods at once than it has physical GPUs, on those GPUs."""
     nodes = time_sliced_nodes(kube.cluster)
     if not nodes:
-        pytest.skip(
+        not_applicable(
+            "no-gpu-sharing",
             f"no GPU sharing offered: no node labelled {STRATEGY_LABEL}=time-slicing or with "
-            f"{REPLICAS_LABEL} > 1 (MIG partitions are not checked yet)"
+            f"{REPLICAS_LABEL} > 1 (MIG partitions are not checked yet)",
         )
     node = nodes[0]
     name, labels = node["metadata"]["name"], _labels(node)
@@ -133,7 +132,10 @@ def test_vgpu_exposed(kube: Kube, evidence: Evidence) -> None:
     vgpu = [n for n in kube.cluster.list_objects("v1", "Node")
             if _labels(n).get(VGPU_LABEL) == "true"]  # fmt: skip
     if not vgpu:
-        pytest.skip(f"no virtualized accelerators offered: no node labelled {VGPU_LABEL}=true")
+        not_applicable(
+            "no-virtualized-accelerators",
+            f"no virtualized accelerators offered: no node labelled {VGPU_LABEL}=true",
+        )
     node = vgpu[0]
     name = node["metadata"]["name"]
     resource = next((r for r in SHARED_RESOURCES[::-1] if allocatable(node, r)), "")

@@ -56,7 +56,11 @@ def render(run: Run) -> str:
     skipped = [r for r in run.requirements if r.status == "not-applicable"]
     if skipped:
         lines += ["", "## Not applicable", ""]
-        lines += [f"- `{r.id}`: {_cell(r.reason)}" for r in skipped]
+        for r in skipped:
+            conditions = {c.condition for c in r.checks if c.condition}
+            said = "; ".join(r.not_applicable_when.get(c, c) for c in sorted(conditions))
+            lines.append(f"- `{r.id}`: {_cell(said)} ({_cell(r.reason)})" if said
+                         else f"- `{r.id}`: {_cell(r.reason)}")  # fmt: skip
     if run.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in run.notes]
     return "\n".join(lines).rstrip() + "\n"

@@ -122,15 +122,17 @@ def test_pod_autoscaling_on_a_custom_metric(sandbox: Any, tmp_path: Path) -> Non
 
 
 @pytest.mark.box(**NO_EXPORTER)
-def test_without_a_metrics_adapter_pod_autoscaling_is_not_applicable(
-    box: sbx.Sandbox, tmp_path: Path
-) -> None:
+def test_without_a_metrics_adapter_pod_autoscaling_fails(box: sbx.Sandbox, tmp_path: Path) -> None:
+    """HPA is served but nothing can scale it on a custom metric: the checklist's capability is
+    missing, so the MUST fails (it is never not-applicable: every platform serves HPA)."""
     checks = run(box, tmp_path, "--check", "pod-autoscaling.*")
-    assert statuses(checks) == {"pod-autoscaling.custom-metric": "skipped"}
+    assert statuses(checks) == {"pod-autoscaling.custom-metric": "failed"}
     results = json.loads((tmp_path / "results.json").read_text())
     (requirement,) = [r for r in results["requirements"] if r["id"] == "pod_autoscaling"]
-    assert requirement["status"] == "not-applicable"
-    assert "no custom-metrics API (custom.metrics.k8s.io) is registered" in requirement["reason"]
+    assert requirement["status"] == "failed"
+    message = checks["pod-autoscaling.custom-metric"]["message"]
+    assert message.startswith("expected a custom-metrics API (custom.metrics.k8s.io) so that")
+    assert "observed no APIService serves it. Next: install a metrics adapter" in message
 
 
 def test_without_an_autoscaler_cluster_autoscaling_is_not_applicable(
@@ -140,7 +142,9 @@ def test_without_an_autoscaler_cluster_autoscaling_is_not_applicable(
     proxy), so this shows the not-applicable path only."""
     checks = run(sandbox, tmp_path, "--check", "cluster-autoscaling.*")
     assert statuses(checks) == {"cluster-autoscaling.accelerator-group": "skipped"}
+    assert checks["cluster-autoscaling.accelerator-group"]["condition"] == "no-autoscaler"
     results = json.loads((tmp_path / "results.json").read_text())
     (requirement,) = [r for r in results["requirements"] if r["id"] == "cluster_autoscaling"]
     assert requirement["status"] == "not-applicable"
+    assert "no-autoscaler" in requirement["not_applicable_when"]
     assert "no cluster autoscaler found" in requirement["reason"]

@@ -113,6 +113,7 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
         "operator.controller-ready": "skipped",
     }
     assert "runs outside the cluster" in checks["operator.controller-ready"]["message"]
+    assert checks["operator.controller-ready"]["condition"] == "controller-outside-cluster"
     assert set(checks["operator.crds-established"]["evidence"]["observed"]["crds"]) == {
         "lws", "kueue",
     }  # fmt: skip
@@ -146,6 +147,9 @@ def test_operators_that_are_not_installed(box: sbx.Sandbox, tmp_path: Path) -> N
             "missing: CustomResourceDefinition/leaderworkersets.leaderworkerset.x-k8s.io"
             in (check["message"])
         )
+    # none installed: robust_controller's MUST fails, it is never not-applicable
     detected = run(box, tmp_path / "auto", "--check", "operator.*")
-    assert statuses(detected) == dict.fromkeys(OPERATOR, "skipped")
-    assert "name yours with --operator" in detected["operator.crds-established"]["message"]
+    assert statuses(detected) == dict.fromkeys(OPERATOR, "failed")
+    assert detected["operator.crds-established"]["message"].startswith(
+        "expected at least one AI operator kaic can verify installed (lws, kueue"
+    )

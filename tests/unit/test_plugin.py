@@ -13,7 +13,7 @@ pytest_plugins = ["pytester"]
 CHECKS = """
 import pytest
 from conformance.checks import check
-from conformance.failures import fail
+from conformance.failures import fail, not_applicable
 
 @pytest.fixture
 def broken_cleanup():
@@ -39,7 +39,15 @@ def test_errors():
 
 @check("demo.skips", requirements=["conditional"])
 def test_skips():
-    pytest.skip("no cluster autoscaler found")
+    not_applicable("no-autoscaler", "no cluster autoscaler found")
+
+@check("demo.skips-anyhow", requirements=["other"])
+def test_skips_anyhow():
+    pytest.skip("nothing to see")
+
+@check("demo.skips-unlisted", requirements=["other"])
+def test_skips_unlisted():
+    not_applicable("no-autoscaler", "not this requirement's condition")
 
 @check("demo.cleanup-fails", requirements=["cleanup"])
 def test_cleanup_fails(broken_cleanup):
@@ -53,9 +61,11 @@ CATALOG = """
 kind: RequirementCatalog
 requirements:
   baseline: {category: c, source: kaic, description: d, checks: [demo.passes, demo.fails]}
-  other: {category: c, source: kaic, description: d, checks: [demo.asserts, demo.errors]}
+  other: {category: c, source: kaic, description: d,
+          checks: [demo.asserts, demo.errors, demo.skips-anyhow, demo.skips-unlisted]}
   conditional: {category: c, source: kaic, description: d, checks: [demo.skips],
-                condition: an autoscaler exists}
+                condition: an autoscaler exists,
+                not_applicable_when: {no-autoscaler: The platform has no autoscaler.}}
   cleanup: {category: c, source: kaic, description: d, checks: [demo.cleanup-fails]}
   missing: {category: c, source: kaic, description: d, checks: []}
 """
@@ -104,7 +114,21 @@ def test_outcomes_roll_up_into_results(pytester: pytest.Pytester, demo: Path) ->
         "demo.asserts": "failed",
         "demo.errors": "error",
         "demo.skips": "skipped",
+        "demo.skips-anyhow": "error",
+        "demo.skips-unlisted": "error",
         "demo.cleanup-fails": "error",
+    }
+    assert checks["demo.skips"]["condition"] == "no-autoscaler"
+    assert checks["demo.skips-anyhow"]["message"] == (
+        "kaic skipped demo.skips-anyhow without naming a not-applicable condition: nothing to see"
+    )
+    assert (
+        "for 'no-autoscaler', a condition none of its requirements lists"
+        in (checks["demo.skips-unlisted"]["message"])
+    )
+    conditional = next(r for r in data["requirements"] if r["id"] == "conditional")
+    assert conditional["not_applicable_when"] == {
+        "no-autoscaler": "The platform has no autoscaler."
     }
     assert checks["demo.fails"]["message"] == (
         "expected 3 pods Running; observed 1 Running, 2 Pending. Next: kubectl describe"
@@ -126,7 +150,7 @@ def test_outcomes_roll_up_into_results(pytester: pytest.Pytester, demo: Path) ->
     }
     assert data["verdict"] == "not-conformant"
     assert any("could not connect after the run" in n for n in data["notes"])
-    result.assert_outcomes(passed=3, failed=3, errors=1, skipped=1)
+    result.assert_outcomes(passed=3, failed=3, errors=1, skipped=3)
 
 
 def test_check_and_skip_select_by_glob(pytester: pytest.Pytester, demo: Path) -> None:
@@ -154,8 +178,9 @@ def test_unknown_profile_is_a_usage_error(pytester: pytest.Pytester, demo: Path)
 def test_results_from_xdist_workers_merge(pytester: pytest.Pytester, demo: Path) -> None:
     result, data = run(pytester, demo, "-n", "2", subprocess=True)
     assert data is not None, result.stderr.str()
-    assert len(checks_of(data)) == 6
+    assert len(checks_of(data)) == 8
     assert checks_of(data)["demo.passes"]["evidence"]["observed"] == {"answer": 42}
+    assert checks_of(data)["demo.skips"]["condition"] == "no-autoscaler"  # from a worker
     assert data["run_id"]
 
 
