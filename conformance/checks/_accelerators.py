@@ -12,8 +12,9 @@ from typing import Any
 
 from kubernetes.client import ApiException
 
-from conformance.cluster import Cluster, ObjectRef, meter
+from conformance.cluster import Cluster, ObjectRef, WaitTimeout, meter
 from conformance.cluster.discovery import DRA_DRIVERS
+from conformance.cluster.wait import describe, describe_all
 from conformance.failures import fail
 from conformance.fixtures import Kube
 from conformance.settings import Settings
@@ -131,20 +132,71 @@ def _reserved_for(claim: Obj, pod_name: str) -> bool:
     return any(r.get("name") == pod_name for r in reserved)
 
 
-def allocated_claims(kube: Kube, pod_name: str, count: int, timeout_s: float) -> list[Obj]:
-    """Wait until the pod's `count` claims are allocated and reserved for it; return them."""
+def _unschedulable(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
-    def ready(claims: list[Obj]) -> list[Obj] | None:
-        mine = [c for c in claims if _reserved_for(c, pod_name) and c["status"].get("allocation")]
-        return mine if len(mine) >= count else None
 
-    return kube.cluster.wait_for(
-        DRA_API,
-        "ResourceClaim",
-        ready,
-        awaiting=f"{count} ResourceClaim(s) of pod {pod_name} to be allocated and reserved for it",
-        timeout_s=timeout_s,
-        namespace=kube.namespace,
+def _allocated(claim: Obj) -> bool:
+    return bool((claim.get("status") or {}).get("allocation"))
+
+
+def _every_device_free(cluster: Cluster, target: DraTarget) -> bool:
+    """No claim anywhere holds a device of the driver: then a pod the scheduler still cannot
+    place will stay so, since nothing it waits for can be freed."""
+    for claim in cluster.list_objects(DRA_API, "ResourceClaim"):
+        if any(r.get("driver") == target.driver for r in allocation_results(claim)):
+            return False
+    return True
+
+
+def allocated_claims(
+    kube: Kube, pod_name: str, count: int, timeout_s: float, target: DraTarget | None = None
+) -> list[Obj]:
+    """Wait until the pod's `count` claims are allocated and reserved for it; return them.
+
+    Watches the pod: once it is bound its claims are allocated. With `target`, stops as soon as
+    the scheduler has found the pod unschedulable while every device of the target's driver is
+    free (a final answer). Fails with the scheduler's reason either way."""
+    started = time.monotonic()
+
+    def decided(found: list[Obj]) -> list[Obj] | str | None:
+        pod = found[0] if found else {}
+        if pod.get("spec", {}).get("nodeName"):
+            claims = kube.cluster.list_objects(DRA_API, "ResourceClaim", namespace=kube.namespace)
+            mine = [c for c in claims if _reserved_for(c, pod_name) and _allocated(c)]
+            return mine if len(mine) >= count else None
+        if target and _unschedulable(pod) and _every_device_free(kube.cluster, target):
+            return "final"
+        return None
+
+    try:
+        got = kube.cluster.wait_for(
+            "v1", "Pod", decided, timeout_s=timeout_s, namespace=kube.namespace, name=pod_name,
+            awaiting=f"{count} ResourceClaim(s) of pod {pod_name} to be allocated and reserved "
+            "for it",
+        )  # fmt: skip
+    except WaitTimeout:
+        got = "timeout"
+    if isinstance(got, list):
+        return got
+    pod = kube.cluster.get(ObjectRef("v1", "Pod", pod_name, kube.namespace))
+    claims = kube.cluster.list_objects(DRA_API, "ResourceClaim", namespace=kube.namespace)
+    when = (
+        f"unschedulable after {time.monotonic() - started:.0f} s with every device of "
+        f"{target.driver} free, so it stays so"
+        if got == "final" and target
+        else f"not allocated within {timeout_s:.0f} s"
+    )
+    fail(
+        expected=f"{count} ResourceClaim(s) of Pod/{kube.namespace}/{pod_name} allocated by the "
+        "scheduler",
+        observed=f"{when}: {describe(pod) if pod else 'the pod is gone'}; {describe_all(claims)}",
+        next_step=f"kubectl -n {kube.namespace} describe pod {pod_name} (the scheduler's "
+        "events); the DeviceClass's selectors against the driver's devices (kubectl get "
+        "deviceclasses,resourceslices -o yaml)",
     )
 
 

@@ -54,16 +54,30 @@ def test_api_served(cluster: Cluster, profile: Profile, evidence: Evidence) -> N
 
 
 @check("dra.class-matches-devices", requirements=["dra_support"])
-def test_class_matches_devices(
-    cluster: Cluster, kaic_settings: Settings, evidence: Evidence
-) -> None:
-    """A DeviceClass selects devices that a driver publishes in ResourceSlices."""
-    target = dra_target(cluster, kaic_settings)
+def test_class_matches_devices(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """A DeviceClass selects devices that a driver publishes in ResourceSlices: a claim for one
+    device of the class is allocated one of them."""
+    target = dra_target(kube.cluster, kaic_settings)
     evidence.observe("driver", target.driver)
     evidence.observe("device_class", target.device_class)
     evidence.observe("devices", len(target.devices()))
     evidence.observe("nodes", sorted({s["spec"].get("nodeName", "") for s in target.slices}))
     evidence.object(f"DeviceClass/{target.device_class}")
+    name = "class-probe"
+    kube.apply(pods.claim_template(name, target.device_class, count=1))
+    kube.apply(pods.pod(name, [pods.container(claims=["gpu"])], claim_templates={"gpu": name}))
+    [claim] = allocated_claims(kube, name, 1, SCHEDULE_TIMEOUT_S, target)
+    got = [(r.get("pool"), r.get("device")) for r in allocation_results(claim)]
+    evidence.observe("allocated", [f"{pool}/{device}" for pool, device in got])
+    foreign = [f"{pool}/{device}" for pool, device in got if (pool, device) not in target.devices()]
+    if foreign or not got:
+        fail(
+            expected=f"a claim of DeviceClass {target.device_class} to get one of the "
+            f"{len(target.devices())} devices {target.driver} publishes",
+            observed=f"allocated {foreign or 'nothing'}",
+            next_step=f"kubectl get deviceclass {target.device_class} -o yaml (its selectors) "
+            "and kubectl get resourceslices",
+        )
 
 
 def _claim_probe(
@@ -74,7 +88,7 @@ def _claim_probe(
     target = dra_target(kube.cluster, settings)
     kube.apply(pods.claim_template(name, target.device_class, count=count, selectors=selectors))
     kube.apply(pods.pod(name, [pods.container(claims=["gpu"])], claim_templates={"gpu": name}))
-    [claim] = allocated_claims(kube, name, 1, SCHEDULE_TIMEOUT_S)
+    [claim] = allocated_claims(kube, name, 1, SCHEDULE_TIMEOUT_S, target)
     results = allocation_results(claim)
     evidence.object(f"ResourceClaim/{kube.namespace}/{claim['metadata']['name']}")
     evidence.observe("allocated", [

@@ -76,11 +76,23 @@ def _scheduler_message(pod: Obj) -> str:
 
 @check("gpu.resource-advertised", requirements=["gpu_scheduling"])
 def test_resource_advertised(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
-    """GPU nodes advertise the device plugin's resource as allocatable."""
+    """GPU nodes advertise the device plugin's resource as allocatable, at least one each."""
     resource = _resource(cluster, kaic_settings)
-    capacity = {n: c for n, c in _capacity(cluster, resource).items() if c}
+    allocatable = _capacity(cluster, resource)
+    advertised = {n: c for n, c in allocatable.items() if c}
     evidence.observe("resource", resource)
-    evidence.observe("allocatable", capacity)
+    evidence.observe("allocatable", advertised)
+    listed = [n["metadata"]["name"] for n in cluster.list_objects("v1", "Node")
+              if resource in ((n.get("status") or {}).get("capacity") or {})]  # fmt: skip
+    zero = sorted(set(listed) - set(advertised))
+    evidence.observe("nodes_with_none_allocatable", zero)
+    if not advertised:
+        fail(
+            expected=f"at least one node with {resource} allocatable",
+            observed=f"{resource} is 0 allocatable on every node that lists it ({len(listed)})",
+            next_step="the device plugin reports its devices unhealthy or lost them: check its "
+            f"pods' logs and kubectl describe node (Capacity vs Allocatable of {resource})",
+        )
 
 
 @check("gpu.pod-lands-on-gpu-node", requirements=["gpu_scheduling"])

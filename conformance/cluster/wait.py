@@ -88,8 +88,13 @@ def _key(obj: Obj) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+MESSAGE_CHARS = 300
+
+
 def describe(obj: Obj) -> str:
-    """A short human summary of an object's state: kind/name, phase and true conditions."""
+    """A short human summary of an object's state: kind/name, phase, conditions (a false one
+    with its reason and message, e.g. the scheduler's for PodScheduled=False), and for a
+    ResourceClaim whether it is allocated."""
     meta = obj.get("metadata", {})
     status = obj.get("status") or {}
     parts = []
@@ -97,11 +102,21 @@ def describe(obj: Obj) -> str:
         parts.append(f"phase={status['phase']}")
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type"):
-            parts.append(f"{cond['type']}={cond.get('status')}")
+            parts.append(_condition(cond))
+    if obj.get("kind") == "ResourceClaim":
+        parts.append("allocated" if status.get("allocation") else "not allocated")
     if meta.get("deletionTimestamp"):
         parts.append("deleting")
     name = f"{obj.get('kind', 'object')}/{meta.get('name', '?')}"
     return f"{name}({', '.join(parts)})" if parts else name
+
+
+def _condition(cond: Obj) -> str:
+    text = f"{cond['type']}={cond.get('status')}"
+    if cond.get("status") != "False" or not (cond.get("reason") or cond.get("message")):
+        return text
+    said = ": ".join(str(cond[k]) for k in ("reason", "message") if cond.get(k))
+    return f"{text} [{said[:MESSAGE_CHARS]}]"
 
 
 def describe_all(objects: Iterable[Obj]) -> str:

@@ -28,6 +28,11 @@ class Fault:
 FAULTS: dict[str, Fault] = {
     "device-plugin-no-devices": Fault(
         "device-plugin nodes advertise GPUs; their pods see none", "nodes"),
+    "device-plugin-unhealthy": Fault(
+        "the device plugin reports every GPU unhealthy: nvidia.com/gpu allocatable 0", "nodes"),
+    "dra-class-selects-nothing": Fault(
+        "the DeviceClass's selector matches none of the published devices", "nodes",
+        "dra-driver"),
     "gpu-visible-without-request": Fault(
         "pods on GPU nodes that asked for none see them all", "nodes"),
     "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
@@ -87,6 +92,9 @@ def node_objects(
     for fault in breaks:
         if spec.kind in NODE_FAULTS.get(fault, ()):
             node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
+    if "device-plugin-unhealthy" in breaks and "nvidia.com/gpu" in status["status"]["capacity"]:
+        # capacity stays; a plugin that marks its devices unhealthy advertises none allocatable
+        status["status"]["allocatable"] = {**status["status"]["allocatable"], "nvidia.com/gpu": "0"}
     if "time-slicing-no-replicas" in breaks and spec.replicas > 1:
         # the labels still promise replicas, the device plugin advertises each GPU once
         for resources in status["status"].values():

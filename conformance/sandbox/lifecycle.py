@@ -541,7 +541,7 @@ def publish_nodes(box: Sandbox, cluster: Cluster, say: Progress) -> None:
     with_dra = "dra-driver" not in box.without
     if with_dra:
         say("publishing DRA devices (emulated driver gpu.example.com)")
-        apply(cluster, topology.device_class())
+        apply(cluster, topology.device_class("dra-class-selects-nothing" in box.breaks))
     for obj, is_status in cluster_objects(box.breaks, with_dra):
         apply(cluster, obj, status=is_status)
 

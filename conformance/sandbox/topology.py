@@ -99,12 +99,15 @@ def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
     return node, status
 
 
-def device_class() -> Obj:
+def device_class(selects_nothing: bool = False) -> Obj:
+    expression = f"device.driver == '{DRA_DRIVER}'"
+    if selects_nothing:  # a misconfigured class: a model none of the devices is
+        expression += f" && device.attributes['{DRA_DRIVER}'].model == 'no-such-gpu'"
     return {
         "apiVersion": "resource.k8s.io/v1",
         "kind": "DeviceClass",
         "metadata": {"name": DRA_DRIVER},
-        "spec": {"selectors": [{"cel": {"expression": f"device.driver == '{DRA_DRIVER}'"}}]},
+        "spec": {"selectors": [{"cel": {"expression": expression}}]},
     }
 
 

@@ -71,6 +71,35 @@ def test_gpu_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> N
     )
 
 
+def test_a_class_that_selects_no_device_fails_at_once(sandbox: Any, tmp_path: Path) -> None:
+    """A DeviceClass named for the driver whose selector matches none of its devices: the
+    claim is never allocated, and the check says why as soon as that is final."""
+    with broken(sandbox, "dra-class-selects-nothing") as box:
+        checks = run(box, tmp_path, "--check", "dra.class-matches-devices")
+    got = checks["dra.class-matches-devices"]
+    assert got["status"] == "failed"
+    message = got["message"]
+    assert message.startswith("expected 1 ResourceClaim(s) of Pod/")
+    assert "with every device of gpu.example.com free, so it stays so" in message
+    assert "PodScheduled=False [Unschedulable:" in message
+    assert "not allocated" in message
+    assert "the DeviceClass's selectors against the driver's devices" in message
+    assert got["duration_s"] < 60  # not the whole 120 s timeout
+
+
+def test_gpus_all_unhealthy_fail_resource_advertised(sandbox: Any, tmp_path: Path) -> None:
+    """nvidia.com/gpu listed in every GPU node's capacity, 0 of it allocatable."""
+    with broken(sandbox, "device-plugin-unhealthy") as box:
+        checks = run(box, tmp_path, "--check", "gpu.resource-advertised", profile="batch")
+    got = checks["gpu.resource-advertised"]
+    assert got["status"] == "failed"
+    assert got["message"].startswith(
+        "expected at least one node with nvidia.com/gpu allocatable; observed nvidia.com/gpu is 0 "
+        "allocatable on every node that lists it"
+    )
+    assert "Capacity vs Allocatable" in got["message"]
+
+
 @pytest.mark.box(without=BARE)
 def test_without_dra_driver_the_dra_checks_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "dra.*", "--check", "secure-access.*")
