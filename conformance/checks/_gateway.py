@@ -7,7 +7,6 @@ platform's own clients reach it, whatever its address is (a load balancer, a clu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -340,10 +339,3 @@ def _when_failed(report: Obj) -> str:
         return ""
     return (f"; not answered: requests {window['first']}..{window['last']}, "
             f"{window['from_s']}-{window['to_s']} s into the run")  # fmt: skip
-
-
-def within(observed: int, total: int, share: float, sigmas: float = 4.0) -> bool:
-    """Whether `observed` of `total` is consistent with a binomial share `share` (±`sigmas`
-    standard deviations, at least ±5% of total for tiny variances)."""
-    spread = max(sigmas * math.sqrt(total * share * (1 - share)), 0.05 * total)
-    return abs(observed - total * share) <= spread

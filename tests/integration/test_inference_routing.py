@@ -20,7 +20,7 @@ import pytest
 from conformance import sandbox as sbx
 from conformance.checks import _gateway as gw
 from conformance.checks import _pools as pl
-from conformance.checks.gateway_api import MODELS, WEIGHTS
+from conformance.checks.gateway_api import MODELS, SPLIT_REQUESTS, WEIGHTS
 from conformance.cluster import Cluster, ObjectRef
 from conformance.settings import EPP_IMAGE, MODEL_HEADER
 from tests.integration.conftest import broken
@@ -62,7 +62,7 @@ def test_the_gateway_api_checks_pass_through_the_sandbox_gateway(
         assert "Programmed=True" in observed["gateway"]["conditions"]
     split = checks["gateway-api.weighted-split"]["evidence"]["observed"]["split"]
     assert split["weights"] == WEIGHTS
-    assert sum(split["counts"].values()) == 200
+    assert sum(split["counts"].values()) == SPLIT_REQUESTS
     assert split["counts"]["backend-a"] > split["counts"]["backend-b"] > 0
     routed = checks["gateway-api.header-routing"]["evidence"]["observed"]["routing"]
     assert set(routed["served_by"]) == set(MODELS)

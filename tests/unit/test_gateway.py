@@ -9,20 +9,33 @@ import pytest
 
 from conformance.checks import _gateway as gw
 from conformance.checks import _pools as pl
+from conformance.checks import _stats as stats
 from conformance.checks import _status as st
+from conformance.checks import gateway_api as ga
 from conformance.failures import CheckFailure
 from conformance.settings import gateway_ref
 
 GATEWAY = gw.Gateway("infra", "edge", "10.0.0.5", 8080, "eg", own=False)
 
 
-def test_binomial_tolerance() -> None:
-    assert gw.within(140, 200, 0.7)
-    assert gw.within(120, 200, 0.7)  # 3.1 standard deviations off
-    assert not gw.within(100, 200, 0.7)
-    assert not gw.within(200, 200, 0.7)
-    assert gw.within(0, 20, 0.0)
-    assert not gw.within(5, 20, 0.0)
+def test_the_weighted_split_tells_a_wrong_gateway_from_a_right_one() -> None:
+    """The issue's bar: a correct gateway false-fails at most 0.1 % of runs; one 10 points off
+    the weights fails at least 99 % of runs (exact binomial sums, not approximations)."""
+    n, share, half = ga.SPLIT_REQUESTS, ga.SPLIT_SHARE, ga.SPLIT_TOLERANCE
+    assert 1 - stats.pass_probability(n, share, half, share) <= 0.001
+    for off in (share - 0.10, share + 0.10):
+        assert stats.pass_probability(n, share, half, off) <= 0.01, off
+    # the tolerance is the smallest that meets the false-fail bar
+    assert 1 - stats.pass_probability(n, share, half - 1, share) > 0.001
+    # the old design (200 requests, 4 sigmas) let a 60/40 gateway through most of the time
+    old = stats.tolerance(200, share, 0.00006)
+    assert stats.pass_probability(200, share, old, 0.6) > 0.5
+
+
+def test_binomial_sums_are_exact() -> None:
+    assert sum(stats.binomial_pmf(10, k, 0.3) for k in range(11)) == pytest.approx(1.0)
+    assert stats.binomial_pmf(4, 2, 0.5) == pytest.approx(6 / 16)
+    assert stats.pass_probability(20, 0.0, 0, 0.0) == 1.0
 
 
 def test_url_brackets_ipv6() -> None:
