@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
@@ -157,46 +158,101 @@ def _endpoints_ready(cluster: Cluster, service: Obj) -> int:
                if (e.get("conditions") or {}).get("ready"))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """How the API server answered a dry-run creation of an operator's invalid object."""
+
+    status: int | None  # None: it was accepted
+    message: str
+    webhook: str | None  # the operator's webhook that denied it, if one did
+
+    @property
+    def by_schema(self) -> bool:
+        return (
+            self.status == 422
+            and self.webhook is None
+            and "admission webhook" not in (self.message)
+        )
+
+
+def denied_by(message: str, hooks: list[str]) -> str | None:
+    """The webhook among `hooks` that the API server says denied the request, if any."""
+    return next((h for h in hooks if f'admission webhook "{h}" denied' in message), None)
+
+
+def submit_invalid(kube: Kube, op: Operator, hooks: list[str]) -> Refusal:
+    body = op.invalid(kube.cluster, kube.namespace) if op.invalid else {}
+    if kube.cluster.resource(body["apiVersion"], body["kind"]).namespaced:
+        body["metadata"]["namespace"] = kube.namespace
+    try:
+        kube.cluster.dry_run_create(body)
+    except (ApiException, DynamicApiError) as exc:
+        message = _api_message(exc)
+        return Refusal(exc.status, message, denied_by(message, hooks))
+    return Refusal(None, "accepted", None)
+
+
+def _hook_names(cluster: Cluster, op: Operator, kind: str | None = None) -> list[str]:
+    return [h["name"] for c in webhook_configurations(cluster, op)
+            if kind in (None, c["kind"]) for h in c.get("webhooks") or []]  # fmt: skip
+
+
 @check("operator.webhooks-ready", requirements=["robust_controller"])
-def test_webhooks_ready(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
-    """Every webhook of the operator has a CA bundle, and a Service with ready endpoints when it
-    calls one."""
-    problems = []
-    for op in operators_to_verify(cluster, kaic_settings):
-        hooks = {}
-        for config in webhook_configurations(cluster, op):
-            ref = f"{config['kind']}/{config['metadata']['name']}"
-            for hook in config.get("webhooks") or []:
-                client = hook.get("clientConfig") or {}
-                where = client.get("url") or "service {namespace}/{name}".format(
-                    **client.get("service", {"namespace": "?", "name": "?"})
-                )
-                hooks[hook["name"]] = {"calls": where, "failurePolicy": hook.get("failurePolicy")}
-                if not client.get("caBundle"):
-                    problems.append(f"{ref} webhook {hook['name']} has no caBundle")
-                if client.get("service"):
-                    svc = client["service"]
-                    found = _service(cluster, svc)
-                    if found is None:
-                        problems.append(f"{ref} webhook {hook['name']} calls missing "
-                                        f"Service/{svc['namespace']}/{svc['name']}")  # fmt: skip
-                    elif not _endpoints_ready(cluster, found):
-                        problems.append(f"{ref} webhook {hook['name']}: "
-                                        f"Service/{svc['namespace']}/{svc['name']} has no ready "
-                                        "endpoint")  # fmt: skip
-        evidence.observe(op.name, hooks or "no webhooks")
+def test_webhooks_ready(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
+    """Every webhook of the operator has a CA bundle and a Service with ready endpoints when it
+    calls one, and its validating webhook answers: it denies an invalid object (dry run)."""
+    problems: list[str] = []
+    for op in operators_to_verify(kube.cluster, kaic_settings):
+        hooks = _webhook_facts(kube.cluster, op, problems)
+        validating = _hook_names(kube.cluster, op, "ValidatingWebhookConfiguration")
+        answered = "not probed: kaic has no invalid object for it"
+        if op.invalid is not None and validating:
+            refusal = submit_invalid(kube, op, validating)
+            answered = refusal.message
+            if refusal.webhook is None:
+                problems.append(f"{op.name}: an invalid object ({op.invalid_why}) was not denied "
+                                f"by its webhooks {validating}: {refusal.message}")  # fmt: skip
+        evidence.observe(op.name, {"webhooks": hooks or "no webhooks", "answered": answered})
     if problems:
         fail(
-            expected="each operator webhook to have a CA bundle and a serving backend",
+            expected="each operator webhook to have a CA bundle and a serving backend that "
+            "answers (it denies an invalid object)",
             observed="; ".join(problems),
-            next_step="check cert-manager / the operator's cert rotation, and its pods",
+            next_step="check cert-manager / the operator's cert rotation, its webhook Service "
+            "and pods, and the API server's logs for calls to the webhook",
         )
+
+
+def _webhook_facts(cluster: Cluster, op: Operator, problems: list[str]) -> dict[str, Obj]:
+    hooks = {}
+    for config in webhook_configurations(cluster, op):
+        ref = f"{config['kind']}/{config['metadata']['name']}"
+        for hook in config.get("webhooks") or []:
+            client = hook.get("clientConfig") or {}
+            where = client.get("url") or "service {namespace}/{name}".format(
+                **client.get("service", {"namespace": "?", "name": "?"})
+            )
+            hooks[hook["name"]] = {"calls": where, "failurePolicy": hook.get("failurePolicy")}
+            if not client.get("caBundle"):
+                problems.append(f"{ref} webhook {hook['name']} has no caBundle")
+            if client.get("service"):
+                svc = client["service"]
+                found = _service(cluster, svc)
+                if found is None:
+                    problems.append(f"{ref} webhook {hook['name']} calls missing "
+                                    f"Service/{svc['namespace']}/{svc['name']}")  # fmt: skip
+                elif not _endpoints_ready(cluster, found):
+                    problems.append(f"{ref} webhook {hook['name']}: "
+                                    f"Service/{svc['namespace']}/{svc['name']} has no ready "
+                                    "endpoint")  # fmt: skip
+    return hooks
 
 
 @check("operator.invalid-rejected", requirements=["robust_controller"])
 def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
-    """A custom resource the operator must refuse is refused with a message (dry run: nothing
-    is stored)."""
+    """A custom resource the operator must refuse is refused, with a reason, by the operator's
+    own webhook or its CRD's schema (dry run: nothing is stored); an RBAC refusal or any other
+    answer does not count."""
     problems, unknown = [], []
     checked = 0
     for op in operators_to_verify(kube.cluster, kaic_settings):
@@ -204,26 +260,24 @@ def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidenc
             unknown.append(op.name)
             continue
         checked += 1
-        body = op.invalid(kube.cluster, kube.namespace)
-        if kube.cluster.resource(body["apiVersion"], body["kind"]).namespaced:
-            body["metadata"]["namespace"] = kube.namespace
-        what = f"{body['kind']} {op.invalid_why}"
-        try:
-            kube.cluster.dry_run_create(body)
-        except (ApiException, DynamicApiError) as exc:
-            message = _api_message(exc)
-            evidence.observe(op.name, {"submitted": what, "status": exc.status,
-                                       "message": message})  # fmt: skip
-            if "failed calling webhook" in message:
-                problems.append(f"{op.name}: its webhook does not answer: {message}")
-            elif exc.status not in (400, 403, 422):
-                problems.append(f"{op.name}: {what} met HTTP {exc.status}: {message}")
-            continue
-        problems.append(f"{op.name}: {what} was accepted")
+        what = f"an invalid object ({op.invalid_why})"
+        refusal = submit_invalid(kube, op, _hook_names(kube.cluster, op))
+        evidence.observe(op.name, {"submitted": what, "status": refusal.status,
+                                   "message": refusal.message,
+                                   "denied_by": refusal.webhook or
+                                   ("schema" if refusal.by_schema else None)})  # fmt: skip
+        if refusal.status is None:
+            problems.append(f"{op.name}: {what} was accepted")
+        elif "failed calling webhook" in refusal.message:
+            problems.append(f"{op.name}: its webhook does not answer: {refusal.message}")
+        elif refusal.webhook is None and not refusal.by_schema:
+            problems.append(f"{op.name}: {what} was refused, but not by its webhook or schema "
+                            f"(HTTP {refusal.status}): {refusal.message}")  # fmt: skip
     evidence.observe("no_invalid_object_known", unknown)
     if problems:
         fail(
-            expected="each operator to refuse an invalid custom resource with a message",
+            expected="each operator to refuse an invalid custom resource with a message from "
+            "its own webhook or schema",
             observed="; ".join(problems),
             next_step="check the operator's validating webhook configuration and its server",
         )

@@ -122,6 +122,9 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
         'admission webhook "vleaderworkerset.kb.io" denied the request' in refused["lws"]["message"]
     )
     assert 'admission webhook "vresourceflavor.kb.io" denied' in refused["kueue"]["message"]
+    assert refused["lws"]["denied_by"] == "vleaderworkerset.kb.io"
+    answered = checks["operator.webhooks-ready"]["evidence"]["observed"]
+    assert 'admission webhook "vleaderworkerset.kb.io" denied' in answered["lws"]["answered"]
     reconciled = checks["operator.valid-reconciled"]["evidence"]["observed"]["reconciled"]
     assert "Available=True" in reconciled["lws"]["progress"]
     assert "Active=True" in reconciled["kueue"]["progress"]
@@ -135,6 +138,12 @@ def test_an_operator_whose_webhook_is_down_fails(sandbox: sbx.Sandbox, tmp_path:
         assert checks[check_id]["status"] == "failed", check_id
         assert 'failed calling webhook "mleaderworkerset.kb.io"' in checks[check_id]["message"]
     assert "lws: its webhook does not answer" in checks["operator.invalid-rejected"]["message"]
+    # the webhook is registered with a CA bundle, but nothing answers it
+    ready = checks["operator.webhooks-ready"]
+    assert ready["status"] == "failed"
+    assert "lws: an invalid object (rolloutStrategy maxUnavailable 0 with maxSurge 0) was not " \
+        "denied by its webhooks" in ready["message"]  # fmt: skip
+    assert "failed calling webhook" in ready["message"]
     assert "a valid LeaderWorkerSet (lws)" in checks["operator.valid-reconciled"]["message"]
 
 
