@@ -232,16 +232,37 @@ def test_unsatisfiable_pending(kube: Kube, kaic_settings: Settings, evidence: Ev
 
 @check("dra.claim-released", requirements=["dra_support"])
 def test_claim_released(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
-    """When the pod is gone, its generated claim is deallocated and deleted."""
-    pod, _, _ = _claim_probe(kube, kaic_settings, evidence, "released", 1)
+    """When the pod is gone, its generated claim is deleted and its device deallocated: a new
+    claim that selects exactly that device (by its uuid) gets it."""
+    target = dra_target(kube.cluster, kaic_settings)
+    pod, results, _ = _claim_probe(kube, kaic_settings, evidence, "released", 1)
     name = pod["metadata"]["name"]
+    [held] = results
+    uuid = ((target.devices().get((held["pool"], held["device"]), {}).get("attributes") or {})
+            .get("uuid") or {}).get("string")  # fmt: skip
     delete_pod(kube, name)
+
+    def gone(claims: list[Obj]) -> bool:
+        return not any(_owned_by(c, name) for c in claims)
+
     kube.cluster.wait_for(
-        DRA_API, "ResourceClaim",
-        lambda claims: not any(
-            r.get("name") == name
-            for c in claims for r in (c.get("status") or {}).get("reservedFor") or []
-        ) or None,
-        awaiting=f"the claims of pod {name} to be released", timeout_s=PROBE_TIMEOUT_S,
-        namespace=kube.namespace,
+        DRA_API, "ResourceClaim", lambda claims: gone(claims) or None,
+        awaiting=f"the claim generated for pod {name} to be deleted with the pod",
+        timeout_s=PROBE_TIMEOUT_S, namespace=kube.namespace,
     )  # fmt: skip
+    evidence.observe("released", f"{held['pool']}/{held['device']}")
+    if not uuid:
+        fail(
+            expected=f"the devices of {target.driver} to carry a uuid attribute, to claim the "
+            "released one again",
+            observed=f"{held['pool']}/{held['device']} has none",
+            next_step="check the driver's ResourceSlices",
+        )
+    again = f'device.attributes["{target.driver}"].uuid == "{uuid}"'
+    _, results, _ = _claim_probe(kube, kaic_settings, evidence, "again", 1, (again,))
+    evidence.observe("claimed_again", [f"{r['pool']}/{r['device']}" for r in results])
+
+
+def _owned_by(claim: Obj, pod: str) -> bool:
+    owners = claim.get("metadata", {}).get("ownerReferences") or []
+    return any(o.get("kind") == "Pod" and o.get("name") == pod for o in owners)
