@@ -158,7 +158,13 @@ def pod_driver_version(report: Obj) -> tuple[str, str]:
 def test_version_matches_pod(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A pod holding an accelerator reads the driver version its node advertises."""
     request = device_request(kube.cluster, kaic_settings)
-    targets = [t for t in _probe_nodes(advertised(kube.cluster, request)) if t.version]
+    found = advertised(kube.cluster, request)
+    targets = [t for t in _probe_nodes(found) if t.version]
+    evidence.observe("coverage", {
+        "accelerator_nodes": len(by_node(found)), "probed": len(targets),
+        "sample": f"one node per advertised (pool, version), then others, at most "
+                  f"{MAX_PROBED_NODES}",
+    })  # fmt: skip
     if not targets:
         fail(
             expected="an accelerator node that advertises its driver version",

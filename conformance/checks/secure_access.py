@@ -18,25 +18,35 @@ from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import Settings
 
+MAX_NODES = 8  # accelerator nodes no-request-no-device probes, one pod each
+
 
 @check("secure-access.no-request-no-device", requirements=["secure_accelerator_access"])
 def test_no_request_no_device(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
-    """A pod that asked for no accelerator, on an accelerator node, sees none."""
+    """A pod that asked for no accelerator sees none, on every accelerator node (at most
+    MAX_NODES of them, the count in the evidence)."""
     request = device_request(kube.cluster, kaic_settings)
-    node = request.nodes(kube.cluster)[0]
+    nodes = request.nodes(kube.cluster)
+    probed = nodes[:MAX_NODES]
     evidence.observe("mode", request.describe())
-    evidence.observe("node", node)
-    kube.apply(pods.pod("no-request", [pods.container()], node_name=node))
-    report = agent_report(kube, finished_pod(kube, "no-request"))
-    evidence.observe("seen", report)
-    if not sees_nothing(report):
-        fail(
-            expected=f"Pod/{kube.namespace}/no-request (no accelerator requested) on {node} to "
-            "see no accelerator",
-            observed=what_it_saw(report),
-            next_step="the container runtime exposes GPUs to every container (e.g. NVIDIA "
-            "runtime as default with NVIDIA_VISIBLE_DEVICES=all): restrict it to allocated ones",
-        )
+    evidence.observe("coverage", {"accelerator_nodes": len(nodes), "probed": probed})
+    for i, node in enumerate(probed):
+        kube.apply(pods.pod(f"no-request-{i}", [pods.container()], node_name=node))
+    seen = {}
+    for i, node in enumerate(probed):
+        report = agent_report(kube, finished_pod(kube, f"no-request-{i}"))
+        seen[node] = report
+        if not sees_nothing(report):
+            evidence.observe("seen", seen)
+            fail(
+                expected=f"Pod/{kube.namespace}/no-request-{i} (no accelerator requested) on "
+                f"{node} to see no accelerator",
+                observed=what_it_saw(report),
+                next_step="the container runtime exposes GPUs to every container (e.g. NVIDIA "
+                "runtime as default with NVIDIA_VISIBLE_DEVICES=all): restrict it to allocated "
+                "ones",
+            )
+    evidence.observe("seen", seen)
 
 
 @check("secure-access.only-claiming-container", requirements=["secure_accelerator_access"])

@@ -57,9 +57,10 @@ def test_dra_and_secure_access_pass_on_the_sandbox(sandbox: Any, tmp_path: Path)
 def test_secure_access_in_each_allocation_mode(sandbox: Any, tmp_path: Path, mode: str) -> None:
     checks = run(sandbox, tmp_path, "--check", "secure-access.*", "--allocation-mode", mode)
     assert statuses(checks) == dict.fromkeys(SECURE, "passed")
-    assert mode.replace("-", " ") in checks["secure-access.no-request-no-device"]["evidence"][
-        "observed"
-    ]["mode"].lower().replace("-", " ")
+    observed = checks["secure-access.no-request-no-device"]["evidence"]["observed"]
+    assert mode.replace("-", " ") in observed["mode"].lower().replace("-", " ")
+    coverage = observed["coverage"]
+    assert len(coverage["probed"]) == coverage["accelerator_nodes"] >= 2  # every node, not one
 
 
 def test_gpu_scheduling_passes_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_a_device_leak_fails_secure_access(sandbox: sbx.Sandbox, tmp_path: Path)
     for mode, checks in found.items():
         leak = checks["secure-access.no-request-no-device"]
         assert leak["status"] == "failed", mode
-        assert "/no-request (no accelerator requested)" in leak["message"]
+        assert "/no-request-0 (no accelerator requested)" in leak["message"]
         assert checks["secure-access.only-claiming-container"]["status"] == "failed"
         assert (
             "container other of Pod/" in checks["secure-access.only-claiming-container"]["message"]
