@@ -327,10 +327,12 @@ class Cluster:
         namespace: str | None = None,
         name: str | None = None,
         label_selector: str | None = None,
+        next_step: str = "",
     ) -> T:
         """Watch objects until `condition(current objects)` returns something truthy.
 
-        Raises WaitTimeout (a check failure) naming what was awaited and the last state seen.
+        Raises WaitTimeout (a check failure) naming what was awaited, the last state seen and
+        where to look next (`next_step`, by default the kubectl describe of what was watched).
         `timeout_s` is multiplied by --timeout-scale.
         """
         resource = self.resource(api_version, kind)
@@ -343,4 +345,14 @@ class Cluster:
                 namespace=namespace,
                 field_selector=f"metadata.name={name}" if name else None,
                 label_selector=label_selector,
+                next_step=next_step or _describe_step(kind, namespace, name, label_selector),
             )
+
+
+def _describe_step(kind: str, namespace: str | None, name: str | None, selector: str | None) -> str:
+    where = f" -n {namespace}" if namespace else ""
+    which = f" {name}" if name else (f" -l {selector}" if selector else "")
+    return (
+        f"kubectl{where} describe {kind.lower()}{which} (its conditions and events), and the logs "
+        "of the controller that should act on it"
+    )

@@ -29,6 +29,7 @@ def wait_for(
     namespace: str | None = None,
     field_selector: str | None = None,
     label_selector: str | None = None,
+    next_step: str = "",
 ) -> T:
     deadline = time.monotonic() + timeout_s
     state: dict[str, Obj] = {}
@@ -52,6 +53,7 @@ def wait_for(
                 raise WaitTimeout(
                     f"timed out after {timeout_s:.0f}s waiting for {awaiting}; "
                     f"last state: {describe_all(state.values())}"
+                    + (f". Next: {next_step}" if next_step else "")
                 )
             try:
                 for event in resource.watch(

@@ -55,6 +55,10 @@ def test_wait_timeout_says_what_was_awaited_and_the_last_state(cluster: Cluster)
     message = str(err.value)
     assert message.startswith("timed out after 2s waiting for a node that never comes; last state:")
     assert re.search(r"Node/cpu-0\(.*Ready=True", message)
+    assert message.endswith(
+        ". Next: kubectl describe node -l type=kwok (its conditions and events), and the logs of "
+        "the controller that should act on it"
+    )
 
 
 def test_wait_returns_as_soon_as_the_condition_holds(cluster: Cluster) -> None:
