@@ -54,7 +54,8 @@ def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Ev
     pl.wait_accepted(kube, pool)
     before = gw.traffic(kube, pool.gateway, "before-client", count=REQUESTS)
     gw.require_all_ok(before, pool.gateway, f"the pods of InferencePool {pool.name}")
-    leaving = pool.pods[0]
+    # the pod leaving is one that served: a gateway that never used it would pass otherwise
+    leaving = max(pool.pods, key=lambda pod: before["pods"].get(pod, 0))
     kube.cluster.delete(ObjectRef("v1", "Pod", leaving, kube.namespace), background=False)
     kube.cluster.wait_for("v1", "Pod", lambda objs: not objs or None,
                           awaiting=f"Pod/{kube.namespace}/{leaving} to be gone", timeout_s=120,
@@ -63,7 +64,7 @@ def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Ev
     # of requests (kept as evidence, not judged) before the round that must be clean.
     settling = gw.traffic(kube, pool.gateway, "settle-client", count=SETTLE_REQUESTS)
     after = gw.traffic(kube, pool.gateway, "after-client", count=REQUESTS)
-    evidence.observe("left", leaving)
+    evidence.observe("left", {"pod": leaving, "served_before": before["pods"].get(leaving, 0)})
     evidence.observe("while_settling", settling["status"])
     gw.require_all_ok(after, pool.gateway, f"the remaining pods of {pool.name}")
     if after["pods"].get(leaving):
@@ -82,7 +83,10 @@ def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> 
     drops to well under an even share."""
     pool = pl.deploy_pool(kube, kaic_settings)
     pl.wait_accepted(kube, pool)
-    busy = pool.pods[0]
+    baseline = gw.traffic(kube, pool.gateway, "baseline-client", count=REQUESTS)
+    gw.require_all_ok(baseline, pool.gateway, f"the pods of InferencePool {pool.name}")
+    busy = max(pool.pods, key=lambda pod: baseline["pods"].get(pod, 0))  # it served before
+    before = baseline["pods"].get(busy, 0)
     pool.control(kube, busy, queue_depth=LOADED_QUEUE, kv_cache_usage=LOADED_KV_CACHE)
     report = gw.traffic(kube, pool.gateway, "load-client", count=REQUESTS)
     gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
@@ -90,12 +94,14 @@ def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> 
     fair = REQUESTS / len(pool.pods)
     evidence.observe("busy_pod", {"pod": busy, "queue_depth": LOADED_QUEUE,
                                   "kv_cache_usage": LOADED_KV_CACHE, "served": got,
+                                  "served_before_loading": before,
                                   "even_share": round(fair, 1)})  # fmt: skip
-    if got > fair / 2:
+    if got > fair / 2 or got > before / 2:
         fail(
             expected=f"{busy} (queue {LOADED_QUEUE}, KV cache {LOADED_KV_CACHE:.0%}) to get "
-            f"under half an even share ({fair / 2:.0f} of {REQUESTS})",
-            observed=f"it served {got}; all: {report['pods']}",
+            f"under half an even share ({fair / 2:.0f} of {REQUESTS}) and under half of what it "
+            f"served before it was loaded ({before})",
+            observed=f"it served {got}; all: {report['pods']} (before loading: {baseline['pods']})",
             next_step=f"the endpoint picker's logs (kubectl -n {kube.namespace} logs "
             f"deploy/{pool.picker}); does it scrape vllm:num_requests_waiting?",
         )
@@ -107,23 +113,41 @@ def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> 
     pod_security=GATEWAY_PODS,
 )
 def test_prefix_affinity(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
-    """Requests sharing a long prompt prefix land on one pod far above chance."""
+    """Requests sharing a long prompt prefix, from two client pods, land on one pod far above
+    chance; a control set without a shared prefix does not (a gateway that pins all traffic
+    to one pod fails)."""
     pool = pl.deploy_pool(kube, kaic_settings)
     pl.wait_accepted(kube, pool)
-    report = gw.traffic(kube, pool.gateway, "prefix-client", count=REQUESTS,
-                        prompt_prefix=SHARED_PREFIX)  # fmt: skip
-    gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
-    top_pod, top = max(report["pods"].items(), key=lambda kv: kv[1], default=("", 0))
+    served: dict[str, int] = {}
+    for client in ("prefix-client", "prefix-client-2"):
+        report = gw.traffic(kube, pool.gateway, client, count=REQUESTS // 2,
+                            prompt_prefix=SHARED_PREFIX)  # fmt: skip
+        gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
+        for pod, n in report["pods"].items():
+            served[pod] = served.get(pod, 0) + n
+    control = gw.traffic(kube, pool.gateway, "control-client", count=REQUESTS // 2)
+    gw.require_all_ok(control, pool.gateway, f"the pods of InferencePool {pool.name}")
+    top_pod, top = max(served.items(), key=lambda kv: kv[1], default=("", 0))
+    control_top = max(control["pods"].values(), default=0)
     evidence.observe("affinity", {"prefix_chars": len(SHARED_PREFIX), "top_pod": top_pod,
-                                  "top_share": round(top / REQUESTS, 2),
+                                  "top_share": round(top / REQUESTS, 2), "served": served,
+                                  "control_top_share": round(control_top / (REQUESTS // 2), 2),
                                   "chance": round(1 / len(pool.pods), 2)})  # fmt: skip
     if top < AFFINITY_SHARE * REQUESTS:
         fail(
             expected=f"at least {AFFINITY_SHARE:.0%} of {REQUESTS} requests sharing a "
-            f"{len(SHARED_PREFIX)}-character prefix on one pod (chance: "
+            f"{len(SHARED_PREFIX)}-character prefix, from two client pods, on one pod (chance: "
             f"{1 / len(pool.pods):.0%})",
-            observed=f"served by {report['pods']}",
+            observed=f"served by {served}",
             next_step="check that the endpoint picker runs its prefix-cache scorer",
+        )
+    if control_top >= AFFINITY_SHARE * (REQUESTS // 2):
+        fail(
+            expected=f"{REQUESTS // 2} requests without a shared prefix spread over the pool's "
+            f"pods (under {AFFINITY_SHARE:.0%} on any one)",
+            observed=f"served by {control['pods']}: the gateway sends everything to one pod, "
+            "prefix or not",
+            next_step="check the endpoint picker's scorers and the gateway's session affinity",
         )
 
 

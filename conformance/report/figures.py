@@ -127,26 +127,33 @@ def _load_aware(observed: dict[str, Any]) -> Figure | None:
     busy, served = observed.get("busy_pod") or {}, _served(observed, "load-client")
     if not busy or not served:
         return None
-    served.setdefault(str(busy.get("pod")), 0)  # the loaded pod may have been sent nothing
+    before = _served(observed, "baseline-client")
+    pods = sorted({*served, *before, str(busy.get("pod"))})
+    loaded = str(busy.get("pod"))
     groups = [
-        (pod, [(n, HIGHLIGHT if pod == busy.get("pod") else OBSERVED)])
-        for pod, n in sorted(served.items())
-    ]
-    svg = bars("Requests per pod, one pod loaded", groups,
-               [("loaded pod", HIGHLIGHT), ("other pods", OBSERVED), ("even share", EXPECTED)],
-               line=(float(busy.get("even_share") or 0), EXPECTED))  # fmt: skip
+        (pod, [(before.get(pod, 0), EXPECTED),
+               (served.get(pod, 0), HIGHLIGHT if pod == loaded else OBSERVED)])
+        for pod in pods
+    ]  # fmt: skip
+    svg = bars("Requests per pod, before and with one pod loaded", groups,
+               [("before loading", EXPECTED), ("loaded pod", HIGHLIGHT), ("other pods", OBSERVED)],
+               line=(float(busy.get("even_share") or 0) / 2, HIGHLIGHT))  # fmt: skip
     return Figure("picker-under-load", "The endpoint picker's choices with one pod loaded", svg)
 
 
 def _prefix_affinity(observed: dict[str, Any]) -> Figure | None:
-    affinity, served = observed.get("affinity") or {}, _served(observed, "prefix-client")
+    affinity = observed.get("affinity") or {}
+    served = dict(affinity.get("served") or _served(observed, "prefix-client"))
     if not affinity or not served:
         return None
+    control = _served(observed, "control-client")
     total = sum(served.values()) or 1
-    groups = [(pod, [(n, OBSERVED)]) for pod, n in sorted(served.items())]
+    pods = sorted({*served, *control})
+    groups = [(pod, [(served.get(pod, 0), OBSERVED), (control.get(pod, 0), SECOND)])
+              for pod in pods]  # fmt: skip
     chance = float(affinity.get("chance") or 0) * total
-    svg = bars("Requests per pod, one shared prefix", groups,
-               [("requests served", OBSERVED), ("chance", EXPECTED)],
+    svg = bars("Requests per pod: one shared prefix, and a control", groups,
+               [("shared prefix", OBSERVED), ("no shared prefix", SECOND), ("chance", EXPECTED)],
                line=(chance, EXPECTED))  # fmt: skip
     return Figure("prefix-affinity", "Requests sharing a prompt prefix, per pod", svg)
 

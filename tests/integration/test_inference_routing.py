@@ -86,8 +86,12 @@ def test_inference_pool_checks_through_envoy_ai_gateway(sandbox: Any, tmp_path: 
                                 "inference-pool.fail-open": "failed"}  # fmt: skip
     busy = checks["inference-pool.load-aware"]["evidence"]["observed"]["busy_pod"]
     assert busy["served"] < busy["even_share"]
+    assert busy["served_before_loading"] > busy["served"]  # it served, then was avoided
     affinity = checks["inference-pool.prefix-affinity"]["evidence"]["observed"]["affinity"]
     assert affinity["top_share"] > affinity["chance"]
+    assert affinity["control_top_share"] < 0.8  # without a shared prefix: spread
+    left = checks["inference-pool.endpoints-follow-pods"]["evidence"]["observed"]["left"]
+    assert left["served_before"] > 0
     orphan = checks["inference-pool.invalid-picker"]["evidence"]["observed"]
     assert orphan["traffic_orphan-client"]["status"] == {"500": 10}
     # Envoy AI Gateway v1.0.0 hard-codes the ext_proc filter's failure_mode_allow to false: a
