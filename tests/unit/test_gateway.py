@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 import pytest
@@ -127,3 +128,24 @@ def test_a_reference_that_can_never_resolve_ends_the_wait() -> None:
     assert not gw._settled_false(*route("BackendNotFound"), wanted)  # may still appear
     assert not gw._settled_false(*route("InvalidKind", observed=1), wanted)  # stale status
     assert not gw._settled_false(*route("InvalidKind"), {"ResolvedRefs": "False"})
+
+
+def test_the_pool_checks_thresholds_hold_against_a_blind_picker() -> None:
+    """docs/results.md's figures for the pool checks, from their constants: a picker that
+    ignores load or prefixes (random over the pool's pods) passes rarely, and a correct one does
+    not fail the control."""
+    from conformance.checks import inference_pool as ip
+
+    pods, n = 3, ip.REQUESTS
+    share = 1 / pods
+
+    def at_most(count: int, total: int) -> float:
+        return sum(stats.binomial_pmf(total, k, share) for k in range(count + 1))
+
+    load_blind = at_most(int(n / pods / 2), n)  # the loaded pod gets under half an even share
+    assert load_blind < 0.005
+    half = n // 2
+    control_fails = pods * (1 - at_most(math.ceil(ip.AFFINITY_SHARE * half) - 1, half))
+    assert control_fails < 1e-6
+    prefix_blind = pods * (1 - at_most(math.ceil(ip.AFFINITY_SHARE * n) - 1, n))
+    assert prefix_blind < 1e-9
