@@ -171,9 +171,12 @@ def test_taint_respected(kube: Kube, kaic_settings: Settings, evidence: Evidence
         and any(t.get("effect") == "NoSchedule" for t in (n.get("spec") or {}).get("taints") or [])
     ]  # fmt: skip
     if not tainted:
-        not_applicable(
-            "gpu-nodes-untainted",
-            "GPU nodes carry no NoSchedule taint; nothing keeps other pods off them",
+        fail(
+            expected="the GPU nodes to carry a NoSchedule taint (e.g. nvidia.com/gpu) that keeps "
+            "pods asking for no GPU off them",
+            observed=f"none of the {len(gpu_nodes)} nodes with {resource} has one",
+            next_step="taint them (kubectl taint nodes NODE nvidia.com/gpu=present:NoSchedule, "
+            "or the GPU operator's node configuration)",
         )
     node = tainted[0]["metadata"]["name"]
     manifest = pods.pod("intruder", [pods.container(command=PAUSE)], tolerate_gpus=False)

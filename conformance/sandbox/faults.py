@@ -33,6 +33,7 @@ FAULTS: dict[str, Fault] = {
     "dra-class-selects-nothing": Fault(
         "the DeviceClass's selector matches none of the published devices", "nodes",
         "dra-driver"),
+    "gpu-nodes-untainted": Fault("the GPU nodes carry no NoSchedule taint", "nodes"),
     "gpu-visible-without-request": Fault(
         "pods on GPU nodes that asked for none see them all", "nodes"),
     "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
@@ -92,6 +93,8 @@ def node_objects(
     for fault in breaks:
         if spec.kind in NODE_FAULTS.get(fault, ()):
             node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
+    if "gpu-nodes-untainted" in breaks:
+        node["spec"]["taints"] = [t for t in node["spec"]["taints"] if t != topology.GPU_TAINT]
     if "device-plugin-unhealthy" in breaks and "nvidia.com/gpu" in status["status"]["capacity"]:
         # capacity stays; a plugin that marks its devices unhealthy advertises none allocatable
         status["status"]["allocatable"] = {**status["status"]["allocatable"], "nvidia.com/gpu": "0"}

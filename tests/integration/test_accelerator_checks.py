@@ -88,6 +88,17 @@ def test_a_class_that_selects_no_device_fails_at_once(sandbox: Any, tmp_path: Pa
     assert got["duration_s"] < 60  # not the whole 120 s timeout
 
 
+def test_untainted_gpu_nodes_fail_taint_respected(sandbox: Any, tmp_path: Path) -> None:
+    with broken(sandbox, "gpu-nodes-untainted") as box:
+        checks = run(box, tmp_path, "--check", "gpu.taint-respected", profile="batch")
+    got = checks["gpu.taint-respected"]
+    assert got["status"] == "failed"
+    assert got["message"].startswith(
+        "expected the GPU nodes to carry a NoSchedule taint (e.g. nvidia.com/gpu)"
+    )
+    assert "nodes with nvidia.com/gpu has one" in got["message"]
+
+
 def test_gpus_all_unhealthy_fail_resource_advertised(sandbox: Any, tmp_path: Path) -> None:
     """nvidia.com/gpu listed in every GPU node's capacity, 0 of it allocatable."""
     with broken(sandbox, "device-plugin-unhealthy") as box:
