@@ -50,6 +50,12 @@ FAULTS: dict[str, Fault] = {
         "Prometheus runs, but scrapes only itself", "prometheus", "prometheus"),
     "exporter-no-memory": Fault(
         "the GPU exporter reports no memory metrics", "exporter", "accelerator-exporter"),
+    "exporter-no-pod-mapping": Fault(
+        "the GPU exporter does not say which pod holds a device", "exporter",
+        "accelerator-exporter"),
+    "exporter-utilization-frozen": Fault(
+        "the GPU exporter's utilization is stuck (every device reads as loaded)", "exporter",
+        "accelerator-exporter"),
     "endpoint-picker-down": Fault(
         "endpoint pickers' pods look Ready, but no picker runs", "nodes"),
 }  # fmt: skip

@@ -66,7 +66,14 @@ def loaded(directory: Path, node: str, uuid: str) -> bool:
         return False
 
 
-def metrics(directory: Path, node: str, *, with_memory: bool = True) -> str:
+def metrics(
+    directory: Path,
+    node: str,
+    *,
+    with_memory: bool = True,
+    pod_mapping: bool = True,
+    frozen: bool = False,
+) -> str:
     topo, _nodes = _topology()
     gpu = topo["gpu"]
     model = str(gpu["product"]).replace("-", " ")
@@ -82,9 +89,11 @@ def metrics(directory: Path, node: str, *, with_memory: bool = True) -> str:
     if not with_memory:  # the fault `exporter-no-memory`: a collectors file without FB fields
         families.pop("DCGM_FI_DEV_FB_USED")
         families.pop("DCGM_FI_DEV_FB_FREE")
-    held_by = holders(directory, node)
+    # the faults `exporter-no-pod-mapping` (no kubelet pod-resources mapping) and
+    # `exporter-utilization-frozen` (stale readings: every device reads as loaded, always)
+    held_by = holders(directory, node) if pod_mapping else {}
     for index, uuid in devices(node):
-        busy = loaded(directory, node, uuid)
+        busy = frozen or loaded(directory, node, uuid)
         util = LOADED_UTIL if busy else 0
         used = IDLE_MIB + (HELD_MIB if held_by.get(uuid) else 0) + (total // 2 if busy else 0)
         values = {
@@ -116,6 +125,8 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("POD_IP") or "0.0.0.0")
     parser.add_argument("--port", type=int, default=PORT)
     parser.add_argument("--no-memory", action="store_true", help="leave out the FB metrics")
+    parser.add_argument("--no-pod-mapping", action="store_true", help="no pod/namespace labels")
+    parser.add_argument("--frozen", action="store_true", help="utilization stuck at loaded")
     args = parser.parse_args()
 
     class Handler(BaseHTTPRequestHandler):
@@ -130,7 +141,13 @@ def main() -> None:
             body = (
                 b"ok\n"
                 if path == "/health"
-                else metrics(args.dir, args.node, with_memory=not args.no_memory).encode()
+                else metrics(
+                    args.dir,
+                    args.node,
+                    with_memory=not args.no_memory,
+                    pod_mapping=not args.no_pod_mapping,
+                    frozen=args.frozen,
+                ).encode()
             )
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")

@@ -619,7 +619,7 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     if "accelerator-exporter" not in box.without:
         say("deploying the GPU metrics exporter (emulated dcgm-exporter, a DaemonSet)")
         monitoring.deploy_exporter(admin(box), apply, box.directory, list(topology.GPU_KINDS),
-                                   with_memory="exporter-no-memory" not in box.breaks)  # fmt: skip
+                                   box.breaks)  # fmt: skip
     if "prometheus" in box.without:
         return
     say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")

@@ -150,9 +150,9 @@ def _prometheus(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: b
     monitoring.reconfigure(cluster, box.directory, scrape_workloads=not broken)
 
 
-def _exporter(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+def _exporter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:
     monitoring.deploy_exporter(cluster, lifecycle.apply, box.directory, list(topology.GPU_KINDS),
-                               with_memory=not broken)  # fmt: skip
+                               box.breaks)  # fmt: skip
 
 
 _REALIZE: dict[str, Realize] = {

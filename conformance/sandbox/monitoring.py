@@ -7,7 +7,7 @@ listens at a pod IP that the API server's proxy accepts."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +139,21 @@ EXPORTER_IMAGE = "kaic-sandbox/gpu-exporter:0.1.0"
 EXPORTER_PORT = 9400
 
 
-def exporter_manifests(directory: Path, gpu_kinds: list[str], *, with_memory: bool) -> list[Obj]:
+# exporter fault -> the emulated exporter's flag that makes it
+EXPORTER_FAULT_FLAGS = {
+    "exporter-no-memory": "--no-memory",
+    "exporter-no-pod-mapping": "--no-pod-mapping",
+    "exporter-utilization-frozen": "--frozen",
+}
+
+
+def exporter_manifests(directory: Path, gpu_kinds: list[str], faults: Sequence[str]) -> list[Obj]:
     """A DaemonSet on the GPU nodes, as the GPU operator deploys dcgm-exporter: one emulated
     exporter per node (see gpu_exporter.py), scraped by Prometheus through its annotations."""
     labels = {"app": EXPORTER_NAME, "app.kubernetes.io/name": "dcgm-exporter",
               "app.kubernetes.io/part-of": "kaic-sandbox"}  # fmt: skip
     args = ["--dir", str(directory), "--node", "$(NODE_NAME)", "--port", str(EXPORTER_PORT)]
-    if not with_memory:
-        args.append("--no-memory")
+    args += [EXPORTER_FAULT_FLAGS[f] for f in faults if f in EXPORTER_FAULT_FLAGS]
     container = {
         "name": "exporter", "image": EXPORTER_IMAGE, "args": args,
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -193,9 +200,9 @@ def exporter_manifests(directory: Path, gpu_kinds: list[str], *, with_memory: bo
 
 
 def deploy_exporter(
-    cluster: Cluster, apply: Apply, directory: Path, gpu_kinds: list[str], *, with_memory: bool
+    cluster: Cluster, apply: Apply, directory: Path, gpu_kinds: list[str], faults: Sequence[str]
 ) -> None:
-    for obj in exporter_manifests(directory, gpu_kinds, with_memory=with_memory):
+    for obj in exporter_manifests(directory, gpu_kinds, faults):
         apply(cluster, obj)
 
     def ready(found: list[Obj]) -> list[Obj] | None:

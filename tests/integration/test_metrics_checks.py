@@ -100,6 +100,27 @@ def test_an_exporter_without_memory_metrics_fails_per_device(
     assert "Node/gpu-ts-0: 0 of its 1 device(s)" in message
 
 
+def test_an_exporter_without_pod_mapping_and_with_stale_utilization_fails(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """Two faults of one exporter, each failing the check named for it: no pod labels fail
+    attribution; utilization stuck at its loaded value fails the fall back after the load."""
+    with broken(sandbox, "exporter-no-pod-mapping", "exporter-utilization-frozen") as box:
+        checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
+    assert statuses(checks) == {
+        "accelerator-metrics.per-device": "passed",
+        "accelerator-metrics.pod-attribution": "failed",
+        "accelerator-metrics.utilization-follows-load": "failed",
+    }
+    attribution = checks["accelerator-metrics.pod-attribution"]["message"]
+    assert "to report the device held by Pod/" in attribution
+    assert "with labels pod and namespace" in attribution
+    assert "DCGM_EXPORTER_KUBERNETES=true" in attribution
+    stale = checks["accelerator-metrics.utilization-follows-load"]["message"]
+    assert "to fall below 50% once Pod/" in stale
+    assert "the exporter reports stale values" in stale
+
+
 @pytest.mark.box(**NO_EXPORTER)
 def test_without_an_exporter_accelerator_metrics_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "accelerator-metrics.*")

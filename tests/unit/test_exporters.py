@@ -85,3 +85,17 @@ def test_the_emulated_exporter_speaks_dcgm(tmp_path: Path) -> None:
     assert (idle.utilization, idle.memory_used, idle.pods) == (0, 0, set())
     bare = exp.parse(gpu_exporter.metrics(tmp_path, node, with_memory=False), "x")
     assert all(d.memory_used is None and d.utilization is not None for d in bare.values())
+
+
+def test_the_exporter_faults_drop_pod_labels_or_freeze_utilization(tmp_path: Path) -> None:
+    node = "gpu-dp-0"
+    uuid = topology.gpu_uuid(node, 1)
+    (tmp_path / "podresources").mkdir()
+    (tmp_path / "podresources" / f"{node}.json").write_text(json.dumps(
+        [{"pod": "p", "namespace": "ns", "container": "c", "devices": [uuid]}]))  # fmt: skip
+    mapped = exp.parse(gpu_exporter.metrics(tmp_path, node), "x")
+    assert mapped[(node, uuid)].pods == {("ns", "p")}
+    unmapped = exp.parse(gpu_exporter.metrics(tmp_path, node, pod_mapping=False), "x")
+    assert all(d.pods == set() for d in unmapped.values())
+    frozen = exp.parse(gpu_exporter.metrics(tmp_path, node, frozen=True), "x")
+    assert {d.utilization for d in frozen.values()} == {gpu_exporter.LOADED_UTIL}
