@@ -48,6 +48,9 @@ FAULTS: dict[str, Fault] = {
         "labelled time-slicing, but each GPU advertised once", "nodes"),
     "prometheus-no-workload-scrape": Fault(
         "Prometheus runs, but scrapes only itself", "prometheus", "prometheus"),
+    "adapter-no-vllm-rule": Fault(
+        "prometheus-adapter serves custom metrics, none of vLLM's", "adapter",
+        "prometheus-adapter"),
     "exporter-no-memory": Fault(
         "the GPU exporter reports no memory metrics", "exporter", "accelerator-exporter"),
     "exporter-no-pod-mapping": Fault(

@@ -628,7 +628,7 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     monitoring.deploy(admin(box), apply, box.directory, node, scrape_workloads=scrape)
     if "prometheus-adapter" not in box.without:
         say("deploying prometheus-adapter (custom.metrics.k8s.io, for HPAs)")
-        monitoring.deploy_adapter(admin(box), apply, box.directory, node)
+        monitoring.deploy_adapter(admin(box), apply, box.directory, node, box.breaks)
 
 
 def monitoring_node() -> str:

@@ -61,7 +61,7 @@ def _check_possible(box: Sandbox, name: str) -> None:
     needs = FAULTS[name].needs
     if needs and needs in box.without:
         raise KaicError(f"{name}: this sandbox was started without {needs}, which it changes")
-    if FAULTS[name].realized_by in ("prometheus", "exporter") and box.netns is None:
+    if FAULTS[name].realized_by in ("prometheus", "exporter", "adapter") and box.netns is None:
         raise KaicError(f"{name}: this sandbox runs no monitoring (no network namespace of its "
                         "own: run as root)")  # fmt: skip
 
@@ -155,9 +155,14 @@ def _exporter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bo
                                box.breaks)  # fmt: skip
 
 
+def _adapter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:
+    monitoring.deploy_adapter(cluster, lifecycle.apply, box.directory, lifecycle.monitoring_node(),
+                              box.breaks)  # fmt: skip
+
+
 _REALIZE: dict[str, Realize] = {
     "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue,
-    "prometheus": _prometheus, "exporter": _exporter,
+    "prometheus": _prometheus, "exporter": _exporter, "adapter": _adapter,
 }  # fmt: skip
 _STEP_SAYS = {
     "nodes": "republishing the nodes and their devices (new pods see the change)",
@@ -166,4 +171,5 @@ _STEP_SAYS = {
     "kueue": "restarting Kueue with its changed configuration",
     "prometheus": "reloading Prometheus with its changed scrape configuration",
     "exporter": "rolling the GPU exporter's DaemonSet",
+    "adapter": "rolling prometheus-adapter with its changed rules",
 }

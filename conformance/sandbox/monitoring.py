@@ -6,6 +6,7 @@ listens at a pod IP that the API server's proxy accepts."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -251,8 +252,17 @@ ADAPTER_PORT = 6443
 CUSTOM_METRICS = "custom.metrics.k8s.io"
 
 
-def adapter_config() -> Obj:
-    """vLLM's load gauges per pod, as the metric names HPAs use (`vllm:` becomes `vllm_`)."""
+def adapter_config(with_vllm: bool = True) -> Obj:
+    """vLLM's load gauges per pod, as the metric names HPAs use (`vllm:` becomes `vllm_`).
+    Without vLLM's rule (the fault `adapter-no-vllm-rule`) it serves only the pods' CPU."""
+    if not with_vllm:
+        return {"rules": [{
+            "seriesQuery": 'process_cpu_seconds_total{namespace!="",pod!=""}',
+            "resources": {"overrides": {"namespace": {"resource": "namespace"},
+                                        "pod": {"resource": "pod"}}},
+            "name": {"matches": "^(.*)_total$", "as": "${1}_per_second"},
+            "metricsQuery": "sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)",
+        }]}  # fmt: skip
     return {"rules": [{
         "seriesQuery": '{__name__=~"vllm:num_requests_waiting|vllm:num_requests_running|'
                        'vllm:kv_cache_usage_perc",namespace!="",pod!=""}',
@@ -320,15 +330,36 @@ def adapter_manifests(config_file: Path, prometheus_url: str, node: str) -> list
     ]  # fmt: skip
 
 
-def deploy_adapter(cluster: Cluster, apply: Apply, work: Path, node: str) -> None:
-    """After Prometheus: the adapter reaches it at its pod IP (the sandbox has no cluster DNS)."""
+def _rolled_out(found: list[Obj]) -> list[Obj] | None:
+    if not found:
+        return None
+    meta, status = found[0]["metadata"], found[0].get("status") or {}
+    want = found[0]["spec"].get("replicas", 1)
+    done = (status.get("observedGeneration", 0) >= meta.get("generation", 0)
+            and status.get("updatedReplicas") == want == status.get("availableReplicas")
+            and status.get("replicas") == want)  # fmt: skip
+    return found if done else None
+
+
+def deploy_adapter(
+    cluster: Cluster, apply: Apply, work: Path, node: str, faults: Sequence[str] = ()
+) -> None:
+    """After Prometheus: the adapter reaches it at its pod IP (the sandbox has no cluster DNS).
+    A changed configuration rolls its pod (the adapter reads it at start)."""
     pods = cluster.list_objects("v1", "Pod", namespace=NAMESPACE,
                                 label_selector="app.kubernetes.io/name=prometheus")  # fmt: skip
     ip = next((p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")), "")
     config_file = work / "prometheus-adapter.yml"
-    config_file.write_text(yaml.safe_dump(adapter_config()))
+    config = yaml.safe_dump(adapter_config("adapter-no-vllm-rule" not in faults))
+    config_file.write_text(config)
     for obj in adapter_manifests(config_file, f"http://{ip}:{PORT}/", node):
+        if obj["kind"] == "Deployment":
+            digest = hashlib.sha256(config.encode()).hexdigest()[:12]
+            obj["spec"]["template"]["metadata"]["annotations"] = {"kaic.dev/config": digest}
         apply(cluster, obj)
+    cluster.wait_for("apps/v1", "Deployment", _rolled_out, timeout_s=90, namespace=NAMESPACE,
+                     name=ADAPTER, awaiting="prometheus-adapter's pod of its current "
+                     "configuration to be available")  # fmt: skip
 
     def available(found: list[Obj]) -> list[Obj] | None:
         conditions = ((found[0].get("status") or {}).get("conditions") or []) if found else []

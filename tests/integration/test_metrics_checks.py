@@ -142,6 +142,20 @@ def test_pod_autoscaling_on_a_custom_metric(sandbox: Any, tmp_path: Path) -> Non
     assert current[-1] == 1
 
 
+def test_an_adapter_without_vllms_rule_fails_pod_autoscaling(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """The custom-metrics API is there, the HPA could scale, but on no model-server metric."""
+    with broken(sandbox, "adapter-no-vllm-rule") as box:
+        checks = run(box, tmp_path, "--check", "pod-autoscaling.*")
+    got = checks["pod-autoscaling.custom-metric"]
+    assert got["status"] == "failed"
+    assert got["message"].startswith(
+        "expected custom.metrics.k8s.io/v1beta1 to serve a pods metric for vLLM's waiting requests"
+    )
+    assert "add a rule for vllm:num_requests_waiting" in got["message"]
+
+
 @pytest.mark.box(**NO_EXPORTER)
 def test_without_a_metrics_adapter_pod_autoscaling_fails(box: sbx.Sandbox, tmp_path: Path) -> None:
     """HPA is served but nothing can scale it on a custom metric: the checklist's capability is
