@@ -100,13 +100,17 @@ def test_an_exporter_without_memory_metrics_fails_per_device(
     assert "Node/gpu-ts-0: 0 of its 1 device(s)" in message
 
 
+HALF_WAITS = ("--timeout-scale", "0.5")
+
+
 def test_an_exporter_without_pod_mapping_and_with_stale_utilization_fails(
     sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
     """Two faults of one exporter, each failing the check named for it: no pod labels fail
     attribution; utilization stuck at its loaded value fails the fall back after the load."""
     with broken(sandbox, "exporter-no-pod-mapping", "exporter-utilization-frozen") as box:
-        checks = run(box, tmp_path, "--check", "accelerator-metrics.*")
+        # the faults hold for good: half the waits tell as well as whole ones
+        checks = run(box, tmp_path, "--check", "accelerator-metrics.*", *HALF_WAITS)
     assert statuses(checks) == {
         "accelerator-metrics.per-device": "passed",
         "accelerator-metrics.pod-attribution": "failed",
@@ -147,7 +151,7 @@ def test_an_adapter_without_vllms_rule_fails_pod_autoscaling(
 ) -> None:
     """The custom-metrics API is there, the HPA could scale, but on no model-server metric."""
     with broken(sandbox, "adapter-no-vllm-rule") as box:
-        checks = run(box, tmp_path, "--check", "pod-autoscaling.*")
+        checks = run(box, tmp_path, "--check", "pod-autoscaling.*", *HALF_WAITS)
     got = checks["pod-autoscaling.custom-metric"]
     assert got["status"] == "failed"
     assert got["message"].startswith(
