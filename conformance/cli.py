@@ -370,7 +370,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if na:
         console.print("\nNot applicable only when (any other skip is reported as an error):")
         for rid, cid, text in na:
-            console.print(f"  {rid} [{cid}]: {text}", highlight=False)
+            console.print(f"  {rid} ({cid}): {text}", highlight=False, markup=False)
     return 0
 
 
