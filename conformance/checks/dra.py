@@ -63,12 +63,8 @@ def test_class_matches_devices(kube: Kube, kaic_settings: Settings, evidence: Ev
     evidence.observe("devices", len(target.devices()))
     evidence.observe("nodes", sorted({s["spec"].get("nodeName", "") for s in target.slices}))
     evidence.object(f"DeviceClass/{target.device_class}")
-    name = "class-probe"
-    kube.apply(pods.claim_template(name, target.device_class, count=1))
-    kube.apply(pods.pod(name, [pods.container(claims=["gpu"])], claim_templates={"gpu": name}))
-    [claim] = allocated_claims(kube, name, 1, SCHEDULE_TIMEOUT_S, target)
-    got = [(r.get("pool"), r.get("device")) for r in allocation_results(claim)]
-    evidence.observe("allocated", [f"{pool}/{device}" for pool, device in got])
+    _, results, _ = _claim_probe(kube, kaic_settings, evidence, "class-probe", 1)
+    got = [(r.get("pool"), r.get("device")) for r in results]
     foreign = [f"{pool}/{device}" for pool, device in got if (pool, device) not in target.devices()]
     if foreign or not got:
         fail(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.checks._accelerators import device_plugin_resource
+from conformance.checks._accelerators import allocatable, device_plugin_resource
 from conformance.checks.registry import check
 from conformance.cluster import Cluster
 from conformance.evidence import Evidence
@@ -37,11 +37,9 @@ def _resource(cluster: Cluster, settings: Settings) -> str:
 
 
 def _capacity(cluster: Cluster, resource: str) -> dict[str, int]:
-    return {
-        n["metadata"]["name"]: int(((n.get("status") or {}).get("allocatable") or {}).get(
-            resource, 0) or 0)
-        for n in cluster.list_objects("v1", "Node")
-    }  # fmt: skip
+    """Allocatable `resource` per node."""
+    return {n["metadata"]["name"]: allocatable(n, resource)
+            for n in cluster.list_objects("v1", "Node")}  # fmt: skip
 
 
 def _gpu_pod(name: str, resource: str, count: int, node: str | None = None) -> Obj:
@@ -78,11 +76,12 @@ def _scheduler_message(pod: Obj) -> str:
 def test_resource_advertised(cluster: Cluster, kaic_settings: Settings, evidence: Evidence) -> None:
     """GPU nodes advertise the device plugin's resource as allocatable, at least one each."""
     resource = _resource(cluster, kaic_settings)
-    allocatable = _capacity(cluster, resource)
-    advertised = {n: c for n, c in allocatable.items() if c}
+    nodes = cluster.list_objects("v1", "Node")
+    advertised = {n["metadata"]["name"]: allocatable(n, resource) for n in nodes
+                  if allocatable(n, resource)}  # fmt: skip
     evidence.observe("resource", resource)
     evidence.observe("allocatable", advertised)
-    listed = [n["metadata"]["name"] for n in cluster.list_objects("v1", "Node")
+    listed = [n["metadata"]["name"] for n in nodes
               if resource in ((n.get("status") or {}).get("capacity") or {})]  # fmt: skip
     zero = sorted(set(listed) - set(advertised))
     evidence.observe("nodes_with_none_allocatable", zero)

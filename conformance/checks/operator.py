@@ -192,8 +192,8 @@ def submit_invalid(kube: Kube, op: Operator, hooks: list[str]) -> Refusal:
     return Refusal(None, "accepted", None)
 
 
-def _hook_names(cluster: Cluster, op: Operator, kind: str | None = None) -> list[str]:
-    return [h["name"] for c in webhook_configurations(cluster, op)
+def _hook_names(configs: list[Obj], kind: str | None = None) -> list[str]:
+    return [h["name"] for c in configs
             if kind in (None, c["kind"]) for h in c.get("webhooks") or []]  # fmt: skip
 
 
@@ -203,8 +203,9 @@ def test_webhooks_ready(kube: Kube, kaic_settings: Settings, evidence: Evidence)
     calls one, and its validating webhook answers: it denies an invalid object (dry run)."""
     problems: list[str] = []
     for op in operators_to_verify(kube.cluster, kaic_settings):
-        hooks = _webhook_facts(kube.cluster, op, problems)
-        validating = _hook_names(kube.cluster, op, "ValidatingWebhookConfiguration")
+        configs = webhook_configurations(kube.cluster, op)
+        hooks = _webhook_facts(kube.cluster, configs, problems)
+        validating = _hook_names(configs, "ValidatingWebhookConfiguration")
         answered = "not probed: kaic has no invalid object for it"
         if op.invalid is not None and validating:
             refusal = submit_invalid(kube, op, validating)
@@ -223,9 +224,9 @@ def test_webhooks_ready(kube: Kube, kaic_settings: Settings, evidence: Evidence)
         )
 
 
-def _webhook_facts(cluster: Cluster, op: Operator, problems: list[str]) -> dict[str, Obj]:
+def _webhook_facts(cluster: Cluster, configs: list[Obj], problems: list[str]) -> dict[str, Obj]:
     hooks = {}
-    for config in webhook_configurations(cluster, op):
+    for config in configs:
         ref = f"{config['kind']}/{config['metadata']['name']}"
         for hook in config.get("webhooks") or []:
             client = hook.get("clientConfig") or {}
@@ -261,7 +262,7 @@ def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidenc
             continue
         checked += 1
         what = f"an invalid object ({op.invalid_why})"
-        refusal = submit_invalid(kube, op, _hook_names(kube.cluster, op))
+        refusal = submit_invalid(kube, op, _hook_names(webhook_configurations(kube.cluster, op)))
         evidence.observe(op.name, {"submitted": what, "status": refusal.status,
                                    "message": refusal.message,
                                    "denied_by": refusal.webhook or
