@@ -88,6 +88,9 @@ BUILDS = (
     GoBuild("ai-gateway", ("github.com/envoyproxy/ai-gateway/cmd/controller",),
             ("ai-gateway-controller",), ("-ldflags", "-s -w"), "github.com/envoyproxy/ai-gateway",
             ("manifests/charts/ai-gateway-crds-helm/templates",)),
+    # The cluster autoscaler: Karpenter with its KWOK cloud provider (CRDs from the module).
+    GoBuild("karpenter", ("sigs.k8s.io/karpenter/kwok",), ("karpenter",), ("-ldflags", "-s -w"),
+            "sigs.k8s.io/karpenter", ("pkg/apis/crds", "kwok/apis/crds")),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"
@@ -97,6 +100,7 @@ PART_COMPONENT = {
     "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
+    "karpenter": "autoscaler",
 }  # fmt: skip
 
 

@@ -61,6 +61,12 @@ FAULTS: dict[str, Fault] = {
         "accelerator-exporter"),
     "endpoint-picker-down": Fault(
         "endpoint pickers' pods look Ready, but no picker runs", "nodes"),
+    "autoscaler-no-growth": Fault(
+        "the autoscaler's GPU NodePool is limited to 0 GPUs: it can add no node",
+        "autoscaler", "autoscaler"),
+    "autoscaler-no-scale-down": Fault(
+        "the autoscaler's GPU NodePool has a disruption budget of 0 nodes: it never removes one",
+        "autoscaler", "autoscaler"),
 }  # fmt: skip
 # The driver version the driver faults put on nodes (older than the topology's).
 OTHER_DRIVER = "535.183.1"

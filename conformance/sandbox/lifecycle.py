@@ -22,6 +22,7 @@ from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.errors import KaicError
 from conformance.sandbox import (
     ai_gateway,
+    autoscaler,
     controllers,
     dns,
     envoy_gateway,
@@ -41,14 +42,15 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway", "ai-gateway", "kube-proxy", "dns",
+    "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler",
 )  # fmt: skip
 # What the checks of each area (the check id's first part) need of the sandbox beyond the control
 # plane, the nodes, kube-proxy and DNS; a run of other areas' checks gets a sandbox without them
 # (and does not wait for their build). An area not listed here gets every component.
 NEEDED_BY_AREA = {
     "cluster": (), "gpu": (), "driver": (), "sharing": (), "virtualized": (),
-    "cluster-autoscaling": (), "kueue": ("kueue",), "gang": ("kueue",), "lws": ("lws",),
+    "cluster-autoscaling": ("autoscaler",), "kueue": ("kueue",), "gang": ("kueue",),
+    "lws": ("lws",),
     "operator": ("kueue", "lws"), "dra": ("dra-driver",), "secure-access": ("dra-driver",),
     "ai-service-metrics": ("prometheus",),
     "accelerator-metrics": ("prometheus", "accelerator-exporter"),
@@ -278,6 +280,7 @@ def up(
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
         _start_kube_proxy(box, bin_dir, logs, say, ports)
+        _start_autoscaler(box, bin_dir, cache / "data", say, ports)
         if _with_dns(box):
             say(
                 "deploying CoreDNS (kube-system/coredns, Service kube-dns at "
@@ -544,6 +547,21 @@ def publish_nodes(box: Sandbox, cluster: Cluster, say: Progress) -> None:
         apply(cluster, topology.device_class("dra-class-selects-nothing" in box.breaks))
     for obj, is_status in cluster_objects(box.breaks, with_dra):
         apply(cluster, obj, status=is_status)
+
+
+def _start_autoscaler(
+    box: Sandbox, bin_dir: Path, data: Path, say: Progress, ports: processes.Ports
+) -> None:
+    if "autoscaler" in box.without:
+        return
+    say(f"starting Karpenter {autoscaler.VERSION} (KWOK provider; NodePool "
+        f"{autoscaler.NODEPOOL} of GPU nodes, none yet)")  # fmt: skip
+    karpenter = autoscaler.start(admin(box), apply, bin_dir, data, box.directory,
+                                 box.component_kubeconfig, netns=box.netns, breaks=box.breaks,
+                                 ports=ports)  # fmt: skip
+    box.pids["karpenter"] = karpenter.pid
+    save(box)
+    controllers.wait_ready(karpenter)
 
 
 def _kube_proxy_missing(box: Sandbox) -> str | None:

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from conformance.cluster import Cluster, ObjectRef
 from conformance.errors import KaicError
-from conformance.sandbox import controllers, lifecycle, monitoring, topology
+from conformance.sandbox import autoscaler, controllers, lifecycle, monitoring, topology
 from conformance.sandbox.build import built
 from conformance.sandbox.faults import FAULTS, policy_docs
 from conformance.sandbox.lifecycle import Progress, Sandbox
@@ -160,9 +160,16 @@ def _adapter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: boo
                               box.breaks)  # fmt: skip
 
 
+def _autoscaler(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    lifecycle.apply(cluster, autoscaler.node_pool(box.breaks))
+    if not broken:  # mended: what the fault kept is removed now, so the next user starts clean
+        autoscaler.wait_no_nodes(cluster)
+
+
 _REALIZE: dict[str, Realize] = {
     "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue,
     "prometheus": _prometheus, "exporter": _exporter, "adapter": _adapter,
+    "autoscaler": _autoscaler,
 }  # fmt: skip
 _STEP_SAYS = {
     "nodes": "republishing the nodes and their devices (new pods see the change)",
@@ -172,4 +179,5 @@ _STEP_SAYS = {
     "prometheus": "reloading Prometheus with its changed scrape configuration",
     "exporter": "rolling the GPU exporter's DaemonSet",
     "adapter": "rolling prometheus-adapter with its changed rules",
+    "autoscaler": "changing the autoscaler's NodePool",
 }
