@@ -98,8 +98,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--autoscaler-node-group", metavar="NAME",
-        help="the accelerator node group cluster_autoscaling grows (default: discovered from "
-        "node labels)",
+        help="the accelerator node group cluster_autoscaling grows, or a Karpenter NodePool "
+        "(default: discovered from node labels and NodePools)",
     )  # fmt: skip
     parser.add_argument(
         "--autoscaler-timeout", type=_positive, default=900.0, metavar="SECONDS",

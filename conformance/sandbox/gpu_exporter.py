@@ -39,10 +39,12 @@ def _topology() -> tuple[dict[str, Any], tuple[topology.NodeSpec, ...]]:
 
 
 def devices(node: str) -> list[tuple[int, str]]:
-    """(index, UUID) of each physical GPU of `node`."""
+    """(index, UUID) of each physical GPU of `node`: as the probe runtime (the emulated host)
+    says, else as the topology says (a node the autoscaler added is only in the former)."""
     _topo, nodes = _topology()
     spec = next((n for n in nodes if n.name == node), None)
-    return [(i, topology.gpu_uuid(node, i)) for i in range(spec.gpus if spec else 0)]
+    count = os.environ.get(topology.NODE_GPUS_ENV) or (spec.gpus if spec else 0)
+    return [(i, topology.gpu_uuid(node, i)) for i in range(int(count))]
 
 
 def holders(directory: Path, node: str) -> dict[str, list[Obj]]:

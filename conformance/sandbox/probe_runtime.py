@@ -201,9 +201,9 @@ class ProbeRuntime:
         if has_fault(node, "device-plugin-no-devices"):
             return {}  # the fault: GPUs are advertised and allocated, but none reach the pod
         name = node["metadata"]["name"]
+        spec = topology.spec_of(node, self.node_kinds)
         with self.lock:
             used = self.device_plugin_in_use.setdefault(name, set())
-            spec = self.node_kinds.get(name)
             slots = spec.gpus * spec.replicas if spec else 0
             free = [i for i in range(slots) if i not in used][:count]
             used.update(free)
@@ -223,7 +223,7 @@ class ProbeRuntime:
                                                                       or {})}
         )  # fmt: skip
         name = node["metadata"]["name"]
-        spec = self.node_kinds.get(name)
+        spec = topology.spec_of(node, self.node_kinds)
         if asked or not spec or not has_fault(node, "gpu-visible-without-request"):
             return {}
         if spec.kind == "device-plugin":
@@ -255,6 +255,9 @@ class ProbeRuntime:
                 ref = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
                 if ref in fields:
                     env[item["name"]] = fields[ref]
+        spec = topology.spec_of(node, self.node_kinds)
+        if spec is not None:
+            env[topology.NODE_GPUS_ENV] = str(spec.gpus)
         env |= self.dra_env(pod, container)
         env |= self.device_plugin_env(key, container, node)
         env |= self.leaked_env(container, node)

@@ -46,6 +46,25 @@ def load() -> tuple[dict[str, Any], list[NodeSpec]]:
     return raw, nodes
 
 
+def spec_of(node: Obj, known: dict[str, NodeSpec]) -> NodeSpec | None:
+    """The emulated hardware of a node: the topology's entry, or, for a node the autoscaler
+    added (not in the topology), what its GPU feature discovery labels say it has."""
+    name = node["metadata"]["name"]
+    if name in known:
+        return known[name]
+    labels = node["metadata"].get("labels") or {}
+    kind = labels.get(NODE_KIND_LABEL)
+    if kind not in GPU_KINDS:
+        return None
+    replicas = int(labels.get("nvidia.com/gpu.replicas", "1") or 1)
+    return NodeSpec(name, kind, int(labels.get("nvidia.com/gpu.count", "0") or 0), replicas)
+
+
+# What the probe runtime tells host-level components (the GPU exporter) about their node's
+# emulated GPUs, as a node's driver would enumerate them.
+NODE_GPUS_ENV = "KAIC_EMULATED_NODE_GPUS"
+
+
 def gpu_uuid(node: str, index: int) -> str:
     return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{node}.{index}.kaic.dev')}"
 

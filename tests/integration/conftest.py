@@ -28,7 +28,10 @@ Key = tuple[tuple[str, ...], tuple[str, ...]]
 # The sandbox of the tests that need Kueue, LWS, the DRA driver, the GPU exporter, the metrics
 # adapter or kube-proxy left out: one for them all (each looks only at what the component it
 # names does; Prometheus stays, to show what it finds without an exporter).
-BARE = ["kueue", "lws", "dra-driver", "accelerator-exporter", "prometheus-adapter", "kube-proxy"]
+BARE = [
+    "kueue", "lws", "dra-driver", "accelerator-exporter", "prometheus-adapter", "kube-proxy",
+    "autoscaler",
+]  # fmt: skip
 
 
 def box_key(without: Sequence[str] = (), breaks: Sequence[str] = (), gateway: bool = False) -> Key:

@@ -172,18 +172,3 @@ def test_without_a_metrics_adapter_pod_autoscaling_fails(box: sbx.Sandbox, tmp_p
     message = checks["pod-autoscaling.custom-metric"]["message"]
     assert message.startswith("expected a custom-metrics API (custom.metrics.k8s.io) so that")
     assert "observed no APIService serves it. Next: install a metrics adapter" in message
-
-
-def test_without_an_autoscaler_cluster_autoscaling_is_not_applicable(
-    sandbox: Any, tmp_path: Path
-) -> None:
-    """The sandbox has no cluster autoscaler (its kwok provider is not served by the Go module
-    proxy), so this shows the not-applicable path only."""
-    checks = run(sandbox, tmp_path, "--check", "cluster-autoscaling.*")
-    assert statuses(checks) == {"cluster-autoscaling.accelerator-group": "skipped"}
-    assert checks["cluster-autoscaling.accelerator-group"]["condition"] == "no-autoscaler"
-    results = json.loads((tmp_path / "results.json").read_text())
-    (requirement,) = [r for r in results["requirements"] if r["id"] == "cluster_autoscaling"]
-    assert requirement["status"] == "not-applicable"
-    assert "no-autoscaler" in requirement["not_applicable_when"]
-    assert "no cluster autoscaler found" in requirement["reason"]
