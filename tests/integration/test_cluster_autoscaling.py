@@ -51,7 +51,9 @@ def test_a_nodepool_that_may_not_grow_fails_at_the_scale_up(
     message = checks[CHECK]["message"]
     assert message.startswith(f"expected the autoscaler to add a node to {GROUP} for the pod(s)")
     assert "observed fill-0 still not running after" in message
-    assert "events of fill-0: " in message
+    # Karpenter's own event on the pod says why
+    assert "FailedScheduling from karpenter: " in message
+    assert "all available instance types exceed limits for nodepool" in message
     assert "the NodePool's limits" in message
 
 
