@@ -73,8 +73,8 @@ def profile_run(
     )
 
 
-# What a run on kaic's sandbox gives: every check passes but the autoscaler's (there is none).
-SANDBOX = {"cluster-autoscaling.accelerator-group": "skipped"}
+# A run on a cluster without a cluster autoscaler: every check passes but the autoscaler's.
+NO_AUTOSCALER = {"cluster-autoscaling.accelerator-group": "skipped"}
 
 
 def write_results(tmp_path: Path, run: Run) -> Path:
@@ -132,8 +132,8 @@ def test_product_yaml_has_the_templates_shape_and_the_validators_keys(
                 assert item["evidence"] == [], "the validator skips a SHOULD only without evidence"
 
 
-def test_a_sandbox_run_passes_every_offline_rule_but_the_autoscaler_na(tmp_path: Path) -> None:
-    done = submit(tmp_path, profile_run("1.36", overrides=SANDBOX))
+def test_a_run_without_an_autoscaler_passes_every_offline_rule_but_its_na(tmp_path: Path) -> None:
+    done = submit(tmp_path, profile_run("1.36", overrides=NO_AUTOSCALER))
     assert done.validator_findings == [
         "Requirement 'cluster_autoscaling' is MUST level but status is 'N/A'. "
         "It must be 'Implemented'."
@@ -164,7 +164,7 @@ def junit_cases(path: Path) -> dict[str, str]:
 
 def test_implemented_cites_only_checks_that_passed(tmp_path: Path) -> None:
     skipped = {"operator.controller-ready": "skipped"}
-    done = submit(tmp_path, profile_run("1.36", overrides={**SANDBOX, **skipped}))
+    done = submit(tmp_path, profile_run("1.36", overrides={**NO_AUTOSCALER, **skipped}))
     item = written_items(done)["robust_controller"]
     assert item["status"] == "Implemented"
     assert item["evidence"] == [
@@ -263,7 +263,7 @@ def test_na_for_a_must_only_where_the_checklist_allows_it() -> None:
 def test_missing_metadata_and_failed_musts_are_refused_one_line_each(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = profile_run("1.36", overrides={**SANDBOX, "gang.fitting-gang-runs": "failed"})
+    run = profile_run("1.36", overrides={**NO_AUTOSCALER, "gang.fitting-gang-runs": "failed"})
     results = write_results(tmp_path, run)
     out = tmp_path / "sub"
     code = main(["submission", str(results), "--platform-name", "Acme", "--vendor", "Acme",
@@ -368,7 +368,7 @@ def test_conformance_report_partial_and_failure() -> None:
 def test_submission_command_writes_the_bundle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    results = write_results(tmp_path, profile_run("1.36", overrides=SANDBOX))
+    results = write_results(tmp_path, profile_run("1.36", overrides=NO_AUTOSCALER))
     out = tmp_path / "v1.36" / "acme"
     assert main(["submission", str(results), *FLAGS, "--output", str(out)]) == 0
     names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
