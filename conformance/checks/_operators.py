@@ -103,6 +103,34 @@ def _kueue_valid(cluster: Cluster, name: str) -> list[Obj]:
     ]  # fmt: skip
 
 
+# --- KubeRay ---------------------------------------------------------------------------------
+
+RAY_API = "ray.io/v1"
+RAY_IMAGE = "rayproject/ray:2.52.0"
+
+
+def _ray_cluster(name: str, *groups: str) -> Obj:
+    def template(role: str) -> Obj:
+        return {"spec": {"containers": [{"name": f"ray-{role}", "image": RAY_IMAGE}]}}
+
+    workers = [{"groupName": g, "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
+                "rayStartParams": {}, "template": template("worker")} for g in groups]  # fmt: skip
+    return {"apiVersion": RAY_API, "kind": "RayCluster", "metadata": {"name": name},
+            "spec": {"headGroupSpec": {"rayStartParams": {}, "template": template("head")},
+                     "workerGroupSpecs": workers}}  # fmt: skip
+
+
+def _ray_progress(cluster: Obj) -> str | None:
+    """Its head and worker pods created and Ready (RayClusterProvisioned), state ready."""
+    status = cluster.get("status") or {}
+    provisioned = _true_condition(cluster, "RayClusterProvisioned")
+    if status.get("state") != "ready" or not provisioned:
+        return None
+    head = (status.get("head") or {}).get("podName", "?")
+    return (f"state ready, head pod {head}, {status.get('readyWorkerReplicas', 0)} worker(s) "
+            f"ready; {provisioned}")  # fmt: skip
+
+
 KNOWN: dict[str, Operator] = {
     "lws": Operator(
         "lws",
@@ -140,6 +168,13 @@ KNOWN: dict[str, Operator] = {
         crds=("rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io"),
         deployments=("kuberay-operator",),
         webhook_names=("kuberay-", "ray-"),
+        invalid=lambda _cluster, name: _ray_cluster(name, "workers", "workers"),
+        invalid_why="a RayCluster with two worker groups of one name",
+        valid=Probe(
+            lambda _cluster, name: [_ray_cluster(name, "workers")],
+            _ray_progress,
+            "its head and worker pods to be created and Ready (state ready, RayClusterProvisioned)",
+        ),
     ),
     "kubeflow-trainer": Operator(
         "kubeflow-trainer",

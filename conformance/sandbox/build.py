@@ -91,6 +91,10 @@ BUILDS = (
     # The cluster autoscaler: Karpenter with its KWOK cloud provider (CRDs from the module).
     GoBuild("karpenter", ("sigs.k8s.io/karpenter/kwok",), ("karpenter",), ("-ldflags", "-s -w"),
             "sigs.k8s.io/karpenter", ("pkg/apis/crds", "kwok/apis/crds")),
+    # An AI operator users run: KubeRay's operator (CRDs, RBAC and webhook manifests from it).
+    GoBuild("kuberay", ("github.com/ray-project/kuberay/ray-operator",), ("kuberay-operator",),
+            ("-ldflags", "-s -w"), "github.com/ray-project/kuberay/ray-operator",
+            ("config/crd/bases", "config/rbac", "config/webhook")),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"
@@ -100,7 +104,7 @@ PART_COMPONENT = {
     "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
-    "karpenter": "autoscaler",
+    "karpenter": "autoscaler", "kuberay": "kuberay",
 }  # fmt: skip
 
 

