@@ -107,11 +107,14 @@ def _kueue_valid(cluster: Cluster, name: str) -> list[Obj]:
 
 RAY_API = "ray.io/v1"
 RAY_IMAGE = "rayproject/ray:2.52.0"
+RAY_USER = 1000  # the image's user `ray`
 
 
 def _ray_cluster(name: str, *groups: str) -> Obj:
     def template(role: str) -> Obj:
-        return {"spec": {"containers": [{"name": f"ray-{role}", "image": RAY_IMAGE}]}}
+        ray = {"name": f"ray-{role}", "image": RAY_IMAGE,
+               "securityContext": pods.restricted(RAY_USER)}  # fmt: skip
+        return {"spec": {"containers": [ray]}}
 
     workers = [{"groupName": g, "replicas": 1, "minReplicas": 1, "maxReplicas": 1,
                 "rayStartParams": {}, "template": template("worker")} for g in groups]  # fmt: skip

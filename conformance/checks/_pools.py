@@ -13,6 +13,7 @@ from conformance.cluster import ProxyTarget
 from conformance.cluster.wait import WaitTimeout
 from conformance.failures import fail
 from conformance.fixtures import Kube
+from conformance.probes import pods
 from conformance.settings import Settings
 
 Obj = dict[str, Any]
@@ -73,9 +74,7 @@ def picker_objects(name: str, pool: str, image: str) -> list[Obj]:
                   {"name": "grpc-health", "containerPort": EPP_HEALTH_PORT},
                   {"name": "metrics", "containerPort": 9090}],
         "readinessProbe": {"tcpSocket": {"port": EPP_HEALTH_PORT}, "periodSeconds": 2},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                            "runAsUser": 65532, "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pods.restricted(),
     }  # fmt: skip
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},

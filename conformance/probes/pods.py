@@ -15,6 +15,18 @@ GPU_TOLERATIONS = (
 )
 
 
+def restricted(user: int = 65532) -> Obj:
+    """A container securityContext that Pod Security `restricted` admits (check namespaces
+    enforce it)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": user,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def container(
     name: str = "probe",
     *,
@@ -32,13 +44,7 @@ def container(
         "image": PROBE_IMAGE,
         "command": list(command),
         "resources": resources,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted(),
     }
 
 
