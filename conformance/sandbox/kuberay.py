@@ -109,8 +109,8 @@ def manifests(data: Path, ca: pki.CA, breaks: list[str] | tuple[str, ...] = ()) 
 def deploy(
     cluster: Cluster, apply: Apply, data: Path, ca: pki.CA, breaks: list[str] | tuple[str, ...]
 ) -> None:
-    """Install the Ray CRDs and the operator; wait until it is Ready (unless the fault keeps it
-    down)."""
+    """Install the Ray CRDs and the operator (`wait_ready` waits for it, so that the sandbox
+    deploys the rest meanwhile)."""
     crds = [doc for path in sorted((data / DATA / "crd" / "bases").glob("*.yaml"))
             for doc in controllers.docs(path)]  # fmt: skip
     for crd in crds:
@@ -118,5 +118,9 @@ def deploy(
     controllers.wait_crds(cluster, crds)
     for obj in manifests(data, ca, breaks):
         apply(cluster, obj)
+
+
+def wait_ready(cluster: Cluster, breaks: list[str] | tuple[str, ...]) -> None:
+    """Until the operator is Ready (unless the fault keeps it down)."""
     if "kuberay-operator-down" not in breaks:
         deployment_ready(cluster, NAMESPACE, NAME, "the KubeRay operator")

@@ -291,6 +291,7 @@ def up(
         _start_gateway(box, cache / "data", ca, say)
         _start_operators(box, cache / "data", ca, say)
         _start_monitoring(box, say)
+        _operators_ready(box, say)
     except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
         save(box)  # every process started so far, also those not yet recorded
         down(directory, remove=False)
@@ -641,6 +642,13 @@ def _start_operators(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> Non
         return
     say(f"deploying KubeRay {kuberay.VERSION} (ray-system/kuberay-operator, RayCluster webhook)")
     kuberay.deploy(admin(box), apply, data, ca, box.breaks)
+
+
+def _operators_ready(box: Sandbox, say: Progress) -> None:
+    if "kuberay" in box.without or box.netns is None:
+        return
+    say("waiting for the KubeRay operator to be Ready")
+    kuberay.wait_ready(admin(box), box.breaks)
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

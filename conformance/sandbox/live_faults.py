@@ -25,7 +25,6 @@ from conformance.sandbox import (
 from conformance.sandbox.build import built
 from conformance.sandbox.faults import FAULTS, policy_docs
 from conformance.sandbox.lifecycle import Progress, Sandbox
-from conformance.sandbox.monitoring import deployment_ready
 
 Realize = Callable[[Sandbox, Cluster, Sequence[str], bool], None]
 POLICY_WAIT_S = 30
@@ -177,8 +176,7 @@ def _autoscaler(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: b
 
 def _kuberay(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool) -> None:
     lifecycle.apply(cluster, kuberay.operator_deployment(box.breaks))
-    if not broken:
-        deployment_ready(cluster, kuberay.NAMESPACE, kuberay.NAME, "the KubeRay operator")
+    kuberay.wait_ready(cluster, box.breaks)
 
 
 _REALIZE: dict[str, Realize] = {
