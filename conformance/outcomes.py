@@ -9,6 +9,7 @@ import pytest
 
 from conformance.cluster.api_status import api_status, explain, platform_fault
 from conformance.cluster.forbidden import forbidden_message
+from conformance.failures import NotApplicable
 from conformance.results import CheckResult, CheckStatus
 
 MAX_MESSAGE = 2000
@@ -76,10 +77,17 @@ def _message(exc: BaseException, *, with_type: bool) -> str:
     return text[:MAX_MESSAGE]
 
 
+# How pytest names the skip in its report ("Skipped: why", or a subclass by its full name).
+_SKIP_PREFIXES = ("Skipped: ", f"{NotApplicable.__module__}.{NotApplicable.__qualname__}: ",
+                  f"{NotApplicable.__qualname__}: ")  # fmt: skip
+
+
 def _skip_reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
+        reason = str(longrepr[2])
+        return next((reason.removeprefix(p) for p in _SKIP_PREFIXES if reason.startswith(p)),
+                    reason)  # fmt: skip
     return str(longrepr or "")
 
 

@@ -119,6 +119,8 @@ def test_outcomes_roll_up_into_results(pytester: pytest.Pytester, demo: Path) ->
         "demo.cleanup-fails": "error",
     }
     assert checks["demo.skips"]["condition"] == "no-autoscaler"
+    # the reason as the check gave it, not prefixed with pytest's name for the skip
+    assert checks["demo.skips"]["message"] == "no cluster autoscaler found"
     assert checks["demo.skips-anyhow"]["message"] == (
         "kaic skipped demo.skips-anyhow without naming a not-applicable condition: nothing to see"
     )
