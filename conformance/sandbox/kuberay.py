@@ -7,12 +7,11 @@ are not run: KWOK reports them Running and Ready, which is all the RayCluster co
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 from conformance.cluster import Cluster
-from conformance.sandbox import controllers, pki
+from conformance.sandbox import controllers, incluster, pki
 from conformance.sandbox.monitoring import Apply, deployment_ready
 
 Obj = dict[str, Any]
@@ -22,35 +21,11 @@ NAME = "kuberay-operator"
 IMAGE = f"kaic-sandbox/kuberay-operator:{VERSION}"
 DATA = "kuberay/config"
 LABELS = {"app.kubernetes.io/name": "kuberay", "app.kubernetes.io/component": NAME}
-WEBHOOK_SERVICE = "kuberay-webhook-service"
-WEBHOOK_PORT = 9443
-CERT_SECRET = "webhook-server-cert"
-# controller-runtime reads its serving certificate from $TMPDIR/k8s-webhook-server/serving-certs;
-# the sandbox's runtime mounts volumes only where the host has the parent folder, so the
-# certificate goes under a folder of its own, named by TMPDIR (upstream: /tmp).
-CERT_ROOT = "/kuberay-webhook"
+WEBHOOKS = incluster.Webhooks("kuberay-webhook-service", NAMESPACE, "webhook-server-cert", LABELS)
+CERT_ROOT = "/kuberay-webhook"  # its TMPDIR (see incluster.CERTS_UNDER_TMPDIR)
 # main.go serves only the RayCluster webhook; the upstream file also lists RayJob's and
 # RayService's, which would refuse every such object (nothing serves them).
 SERVED_WEBHOOKS = ("vraycluster.kb.io",)
-
-
-def _rbac(data: Path) -> list[Obj]:
-    role = controllers.docs(data / DATA / "rbac" / "role.yaml")
-    binding = controllers.docs(data / DATA / "rbac" / "role_binding.yaml")
-    for doc in binding:
-        for subject in doc.get("subjects") or []:
-            subject["namespace"] = NAMESPACE
-    return [*role, *binding]
-
-
-def _webhook(data: Path, ca_pem: bytes) -> Obj:
-    (config,) = controllers.docs(data / DATA / "webhook" / "manifests.yaml")
-    config["metadata"] = {"name": "kuberay-validating-webhook-configuration", "labels": LABELS}
-    config["webhooks"] = [h for h in config["webhooks"] if h["name"] in SERVED_WEBHOOKS]
-    for hook in config["webhooks"]:
-        hook["clientConfig"]["service"] |= {"name": WEBHOOK_SERVICE, "namespace": NAMESPACE}
-        hook["clientConfig"]["caBundle"] = base64.b64encode(ca_pem).decode()
-    return config
 
 
 def _deployment(replicas: int) -> Obj:
@@ -62,10 +37,10 @@ def _deployment(replicas: int) -> Obj:
         "env": [{"name": "ENABLE_WEBHOOKS", "value": "true"},
                 {"name": "TMPDIR", "value": CERT_ROOT}],
         "ports": [{"name": "http", "containerPort": 8080},
-                  {"name": "webhook-server", "containerPort": WEBHOOK_PORT}],
+                  {"name": "webhook-server", "containerPort": incluster.WEBHOOK_PORT}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8082}, "periodSeconds": 2},
         "volumeMounts": [{"name": "cert", "readOnly": True,
-                          "mountPath": f"{CERT_ROOT}/k8s-webhook-server/serving-certs"}],
+                          "mountPath": f"{CERT_ROOT}/{incluster.CERTS_UNDER_TMPDIR}"}],
     }  # fmt: skip
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -75,7 +50,7 @@ def _deployment(replicas: int) -> Obj:
                  "template": {"metadata": {"labels": LABELS},
                               "spec": {"serviceAccountName": NAME, "containers": [container],
                                        "volumes": [{"name": "cert", "secret": {
-                                           "secretName": CERT_SECRET}}]}}},
+                                           "secretName": WEBHOOKS.secret}}]}}},
     }  # fmt: skip
 
 
@@ -86,24 +61,15 @@ def operator_deployment(breaks: list[str] | tuple[str, ...] = ()) -> Obj:
 
 
 def manifests(data: Path, ca: pki.CA, breaks: list[str] | tuple[str, ...] = ()) -> list[Obj]:
-    host = f"{WEBHOOK_SERVICE}.{NAMESPACE}.svc"
-    crt, key = ca.issue(WEBHOOK_SERVICE, host, hosts=(host, f"{host}.cluster.local"))
-    certs = {"tls.crt": crt.read_bytes(), "tls.key": key.read_bytes(),
-             "ca.crt": ca.cert_path.read_bytes()}  # fmt: skip
-    meta = {"namespace": NAMESPACE, "labels": LABELS}
+    rbac = controllers.docs(data / DATA / "rbac" / "role.yaml")
+    (config,) = controllers.docs(data / DATA / "webhook" / "manifests.yaml")
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": NAME, **meta}},
-        *_rbac(data),
-        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-         "metadata": {"name": CERT_SECRET, **meta},
-         "data": {k: base64.b64encode(v).decode() for k, v in certs.items()}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": WEBHOOK_SERVICE, **meta},
-         "spec": {"selector": LABELS,
-                  "ports": [{"port": 443, "targetPort": WEBHOOK_PORT, "protocol": "TCP"}]}},
+        *incluster.namespace_and_account(NAMESPACE, NAME, LABELS),
+        *incluster.cluster_role(rbac, NAME, NAME, NAMESPACE),
+        *WEBHOOKS.objects(ca, LABELS),
         operator_deployment(breaks),
-        _webhook(data, ca.cert_path.read_bytes()),
-    ]  # fmt: skip
+        WEBHOOKS.point(config, "kuberay-validating-webhook-configuration", ca, SERVED_WEBHOOKS),
+    ]
 
 
 def deploy(
@@ -111,8 +77,7 @@ def deploy(
 ) -> None:
     """Install the Ray CRDs and the operator (`wait_ready` waits for it, so that the sandbox
     deploys the rest meanwhile)."""
-    crds = [doc for path in sorted((data / DATA / "crd" / "bases").glob("*.yaml"))
-            for doc in controllers.docs(path)]  # fmt: skip
+    crds = incluster.crds(data / DATA / "crd" / "bases")
     for crd in crds:
         apply(cluster, crd)
     controllers.wait_crds(cluster, crds)
