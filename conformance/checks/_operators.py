@@ -11,7 +11,7 @@ from typing import Any
 from conformance.checks._kueue import kueue_api
 from conformance.cluster import Cluster
 from conformance.failures import fail
-from conformance.probes import pods
+from conformance.probes import PROBE_IMAGE, pods
 from conformance.settings import OPERATORS, Settings
 
 Obj = dict[str, Any]
@@ -134,6 +134,38 @@ def _ray_progress(cluster: Obj) -> str | None:
             f"ready; {provisioned}")  # fmt: skip
 
 
+# --- Kubeflow Trainer ------------------------------------------------------------------------
+
+TRAINER_API = "trainer.kubeflow.org/v1alpha1"
+
+
+def _train_job(name: str, runtime: str) -> Obj:
+    return {"apiVersion": TRAINER_API, "kind": "TrainJob", "metadata": {"name": name},
+            "spec": {"runtimeRef": {"name": runtime, "kind": "TrainingRuntime"}}}  # fmt: skip
+
+
+def _training_runtime(name: str) -> Obj:
+    """One node running one container (Pod Security restricted), as Trainer's runtimes do."""
+    node = {"name": "node", "image": PROBE_IMAGE, "command": ["python", "-m",
+            "conformance.agent", "env", "PET_"], "securityContext": pods.restricted()}  # fmt: skip
+    job = {"metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
+           "spec": {"template": {"spec": {"containers": [node]}}}}  # fmt: skip
+    return {"apiVersion": TRAINER_API, "kind": "TrainingRuntime", "metadata": {"name": name},
+            "spec": {"mlPolicy": {"numNodes": 1},
+                     "template": {"spec": {"replicatedJobs": [
+                         {"name": "node", "replicas": 1, "template": job}]}}}}  # fmt: skip
+
+
+def _train_progress(job: Obj) -> str | None:
+    """Its JobSet ran to completion (condition Complete), with the jobs it counted."""
+    complete = _true_condition(job, "Complete")
+    if not complete:
+        return None
+    jobs = {j.get("name"): f"{j.get('succeeded', 0)} succeeded"
+            for j in (job.get("status") or {}).get("jobsStatus") or []}  # fmt: skip
+    return f"{complete}; jobs {jobs}"
+
+
 KNOWN: dict[str, Operator] = {
     "lws": Operator(
         "lws",
@@ -187,7 +219,19 @@ KNOWN: dict[str, Operator] = {
             "clustertrainingruntimes.trainer.kubeflow.org",
         ),
         deployments=("kubeflow-trainer-controller-manager",),
-        webhook_names=("kubeflow-trainer-", "trainer-"),
+        webhook_names=(
+            "kubeflow-trainer-",
+            "trainer-",
+            "validator.trainer.kubeflow.org",
+            "defaulter.trainer.kubeflow.org",
+        ),
+        invalid=lambda _cluster, name: _train_job(name, f"{name}-missing"),
+        invalid_why="a TrainJob whose TrainingRuntime does not exist",
+        valid=Probe(
+            lambda _cluster, name: [_training_runtime(name), _train_job(name, name)],
+            _train_progress,
+            "its JobSet, Jobs and pods to run to completion (condition Complete)",
+        ),
     ),
 }
 assert tuple(KNOWN) == OPERATORS

@@ -29,6 +29,11 @@ from conformance.fixtures import Kube
 from conformance.settings import Settings
 
 RECONCILE_TIMEOUT_S = 120
+# An operator's webhook may check an object against others it reads from its informer cache
+# (Kubeflow Trainer's TrainJob validator looks up its runtime there): an object created right
+# after the one it refers to can be denied for a moment. Nothing to watch for that cache: a
+# denial is retried for this long before it counts.
+ADMIT_RETRY_S = 10
 
 
 def _api_message(exc: Exception) -> str:
@@ -286,6 +291,25 @@ def test_invalid_rejected(kube: Kube, kaic_settings: Settings, evidence: Evidenc
         not_applicable("no-test-objects", f"kaic knows no invalid object for {', '.join(unknown)}")
 
 
+def _admit(kube: Kube, operator: str, body: Obj, retry_s: float) -> None:
+    """Create `body`; a webhook's denial is retried for `retry_s` (see ADMIT_RETRY_S)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            kube.apply(body)
+            return
+        except (ApiException, DynamicApiError) as exc:
+            message = _api_message(exc)
+            if "denied the request" not in message or time.monotonic() > deadline:
+                fail(
+                    expected=f"a valid {body['kind']} ({operator}) to be admitted",
+                    observed=f"refused: {message}",
+                    next_step=f"the {operator} webhooks or API are unavailable; see "
+                    "operator.webhooks-ready",
+                )
+        time.sleep(1)
+
+
 @check("operator.valid-reconciled", requirements=["robust_controller"])
 def test_valid_reconciled(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A valid custom resource is admitted and the controller moves its status forward."""
@@ -297,16 +321,8 @@ def test_valid_reconciled(kube: Kube, kaic_settings: Settings, evidence: Evidenc
             continue
         objects = op.valid.build(kube.cluster, kube.namespace)
         start = time.monotonic()
-        for body in objects:
-            try:
-                kube.apply(body)
-            except (ApiException, DynamicApiError) as exc:
-                fail(
-                    expected=f"a valid {body['kind']} ({op.name}) to be admitted",
-                    observed=f"refused: {_api_message(exc)}",
-                    next_step=f"the {op.name} webhooks or API are unavailable; see "
-                    "operator.webhooks-ready",
-                )
+        for i, body in enumerate(objects):
+            _admit(kube, op.name, body, retry_s=ADMIT_RETRY_S if i else 0)
         last, done = objects[-1], op.valid.done
 
         def progressed(found: list[Obj], done: Callable[[Obj], str | None] = done) -> Obj | None:

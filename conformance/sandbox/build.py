@@ -95,6 +95,14 @@ BUILDS = (
     GoBuild("kuberay", ("github.com/ray-project/kuberay/ray-operator",), ("kuberay-operator",),
             ("-ldflags", "-s -w"), "github.com/ray-project/kuberay/ray-operator",
             ("config/crd/bases", "config/rbac", "config/webhook")),
+    # Kubeflow Trainer, and JobSet, which it runs its jobs as.
+    GoBuild("jobset", ("sigs.k8s.io/jobset",), ("jobset",), ("-ldflags", "-s -w"),
+            "sigs.k8s.io/jobset", ("config/components/crd/bases", "config/components/rbac",
+                                   "config/components/webhook")),
+    GoBuild("trainer", ("github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager",),
+            ("trainer-controller-manager",), ("-ldflags", "-s -w"),
+            "github.com/kubeflow/trainer/v2",
+            ("manifests/base/crds", "manifests/base/rbac", "manifests/base/webhook")),
 )  # fmt: skip
 BINARIES = tuple(b for build in BUILDS for b in build.binaries)
 READY_MARKER = ".complete"
@@ -104,7 +112,8 @@ PART_COMPONENT = {
     "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
-    "karpenter": "autoscaler", "kuberay": "kuberay",
+    "karpenter": "autoscaler", "kuberay": "kuberay", "jobset": "kubeflow-trainer",
+    "trainer": "kubeflow-trainer",
 }  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from conformance.sandbox import (
     pod_network,
     processes,
     topology,
+    trainer,
 )
 from conformance.sandbox.build import build as build_components
 from conformance.sandbox.faults import FAULTS, cluster_objects, policy_docs
@@ -43,7 +44,7 @@ from conformance.sandbox.processes import free_port
 
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
-    "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler", "kuberay",
+    "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler", "kuberay", "kubeflow-trainer",
 )  # fmt: skip
 # What the checks of each area (the check id's first part) need of the sandbox beyond the control
 # plane, the nodes, kube-proxy and DNS; a run of other areas' checks gets a sandbox without them
@@ -51,8 +52,8 @@ COMPONENTS = (
 NEEDED_BY_AREA = {
     "cluster": (), "gpu": (), "driver": (), "sharing": (), "virtualized": (),
     "cluster-autoscaling": ("autoscaler",), "kueue": ("kueue",), "gang": ("kueue",),
-    "lws": ("lws",), "operator": ("kueue", "lws", "kuberay"), "dra": ("dra-driver",),
-    "secure-access": ("dra-driver",),
+    "lws": ("lws",), "operator": ("kueue", "lws", "kuberay", "kubeflow-trainer"),
+    "dra": ("dra-driver",), "secure-access": ("dra-driver",),
     "ai-service-metrics": ("prometheus",),
     "accelerator-metrics": ("prometheus", "accelerator-exporter"),
     "pod-autoscaling": ("prometheus", "prometheus-adapter"),
@@ -632,23 +633,35 @@ def _start_gateway(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
     envoy_gateway.deploy(admin(box), apply, data, extension)
 
 
+# The AI operators that run in the cluster, as their manifests install them.
+IN_CLUSTER_OPERATORS = ("kuberay", "kubeflow-trainer")
+
+
 def _start_operators(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
-    """The AI operators that run in the cluster, as their manifests install them."""
-    if "kuberay" in box.without:
+    wanted = [o for o in IN_CLUSTER_OPERATORS if o not in box.without]
+    if wanted and box.netns is None:
+        say(f"{', '.join(wanted)} left out: their webhooks are reached at their pods' IPs, "
+            "which needs the sandbox's own network namespace (root)")  # fmt: skip
         return
-    if box.netns is None:
-        say("KubeRay left out: its webhook is reached at its pod's IP, which needs the "
-            "sandbox's own network namespace (root)")  # fmt: skip
-        return
-    say(f"deploying KubeRay {kuberay.VERSION} (ray-system/kuberay-operator, RayCluster webhook)")
-    kuberay.deploy(admin(box), apply, data, ca, box.breaks)
+    if "kuberay" in wanted:
+        say(f"deploying KubeRay {kuberay.VERSION} (ray-system/kuberay-operator, RayCluster "
+            "webhook)")  # fmt: skip
+        kuberay.deploy(admin(box), apply, data, ca, box.breaks)
+    if "kubeflow-trainer" in wanted:
+        say(f"deploying Kubeflow Trainer {trainer.TRAINER_VERSION} with JobSet "
+            f"{trainer.JOBSET_VERSION} (kubeflow-system, jobset-system)")  # fmt: skip
+        trainer.deploy(admin(box), apply, data, ca)
 
 
 def _operators_ready(box: Sandbox, say: Progress) -> None:
-    if "kuberay" in box.without or box.netns is None:
+    if box.netns is None:
         return
-    say("waiting for the KubeRay operator to be Ready")
-    kuberay.wait_ready(admin(box), box.breaks)
+    if "kuberay" not in box.without:
+        say("waiting for the KubeRay operator to be Ready")
+        kuberay.wait_ready(admin(box), box.breaks)
+    if "kubeflow-trainer" not in box.without:
+        say("waiting for JobSet and Kubeflow Trainer to be Ready")
+        trainer.wait_ready(admin(box))
 
 
 def _start_monitoring(box: Sandbox, say: Progress) -> None:

@@ -26,11 +26,12 @@ REUSE_ENV = "KAIC_TEST_SANDBOX"
 MakeSandbox = Callable[..., sbx.Sandbox]
 Key = tuple[tuple[str, ...], tuple[str, ...]]
 # The sandbox of the tests that need Kueue, LWS, the DRA driver, the GPU exporter, the metrics
-# adapter, kube-proxy, the autoscaler or KubeRay left out: one for them all (each looks only at
-# what the component it names does; Prometheus stays, to show what it finds without an exporter).
+# adapter, kube-proxy, the autoscaler, KubeRay or Trainer left out: one for them all (each looks
+# only at what the component it names does; Prometheus stays, to show what it finds without an
+# exporter).
 BARE = [
     "kueue", "lws", "dra-driver", "accelerator-exporter", "prometheus-adapter", "kube-proxy",
-    "autoscaler", "kuberay",
+    "autoscaler", "kuberay", "kubeflow-trainer",
 ]  # fmt: skip
 
 

@@ -109,11 +109,14 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     checks = run(sandbox, tmp_path, "--check", "operator.*")
     assert statuses(checks) == dict.fromkeys(OPERATOR, "passed")
     ready = checks["operator.controller-ready"]["evidence"]["observed"]
-    # KubeRay runs in the cluster as its manifests install it; Kueue and LWS run as processes
+    # KubeRay and Trainer run in the cluster as their manifests install them; Kueue and LWS run
+    # as processes
     assert ready["kuberay"] == {"Deployment/ray-system/kuberay-operator": "1/1 ready"}
+    assert ready["kubeflow-trainer"] == {
+        "Deployment/kubeflow-system/kubeflow-trainer-controller-manager": "1/1 ready"}  # fmt: skip
     assert sorted(s.split(":")[0] for s in ready["outside_the_cluster"]) == ["kueue", "lws"]
     assert set(checks["operator.crds-established"]["evidence"]["observed"]["crds"]) == {
-        "lws", "kueue", "kuberay",
+        "lws", "kueue", "kuberay", "kubeflow-trainer",
     }  # fmt: skip
     refused = checks["operator.invalid-rejected"]["evidence"]["observed"]
     assert (
@@ -123,6 +126,9 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     assert refused["lws"]["denied_by"] == "vleaderworkerset.kb.io"
     assert refused["kuberay"]["denied_by"] == "vraycluster.kb.io"
     assert "worker group names must be unique" in refused["kuberay"]["message"]
+    assert refused["kubeflow-trainer"]["denied_by"] == "validator.trainjob.trainer.kubeflow.org"
+    assert "specified trainingRuntime must be created before the TrainJob is created" in (
+        refused["kubeflow-trainer"]["message"])  # fmt: skip
     answered = checks["operator.webhooks-ready"]["evidence"]["observed"]
     assert 'admission webhook "vleaderworkerset.kb.io" denied' in answered["lws"]["answered"]
     assert 'admission webhook "vraycluster.kb.io" denied' in answered["kuberay"]["answered"]
@@ -132,6 +138,9 @@ def test_operators_pass_on_the_sandbox(sandbox: Any, tmp_path: Path) -> None:
     assert reconciled["kuberay"]["progress"].startswith("state ready, head pod ")
     assert "1 worker(s) ready; condition RayClusterProvisioned=True" in (
         reconciled["kuberay"]["progress"])  # fmt: skip
+    # a TrainJob -> its JobSet -> a Job -> a pod that ran (the agent) and succeeded
+    assert reconciled["kubeflow-trainer"]["progress"] == (
+        "condition Complete=True (AllJobsCompleted); jobs {'node': '1 succeeded'}")  # fmt: skip
 
 
 def test_an_operator_that_is_down_fails_every_step_but_its_crds(
