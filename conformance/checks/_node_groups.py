@@ -35,6 +35,8 @@ class NodeGroup:
     value: str
     nodes: tuple[Obj, ...] = ()
     nodepool: Obj | None = None  # the Karpenter NodePool it is, if it is one
+    # its nodes are accelerator nodes, or (a NodePool) its spec names an accelerator resource
+    accelerated: bool = True
 
     @property
     def selector(self) -> str:
@@ -76,7 +78,11 @@ def node_groups(cluster: Cluster, accelerated: set[str]) -> list[NodeGroup]:
         for pool in cluster.list_objects(NODEPOOL_API, "NodePool"):
             key = (KARPENTER_LABEL, pool["metadata"]["name"])
             members = tuple(n for n in nodes if _label(n, KARPENTER_LABEL) == key[1])
-            groups[key] = NodeGroup(*key, members, pool)
+            group = NodeGroup(*key, members, pool)
+            offers = bool(group.resource()) or any(
+                n["metadata"]["name"] in accelerated for n in members
+            )
+            groups[key] = NodeGroup(*key, members, pool, offers)
     return list(groups.values())
 
 
@@ -85,12 +91,12 @@ def _label(node: Obj, key: str) -> str | None:
 
 
 def choose(groups: list[NodeGroup], wanted: str) -> NodeGroup | None:
-    """The group named `wanted`, else one with accelerator nodes, else a NodePool offering
-    accelerators."""
+    """The group named `wanted`, else one with accelerator nodes, else a NodePool whose spec
+    names an accelerator resource (it may have no node yet)."""
     if wanted:
         return next((g for g in groups if g.value == wanted), None)
-    with_nodes = [g for g in groups if g.nodes and (g.nodepool is None or g.resource())]
-    return next(iter(with_nodes), None) or next((g for g in groups if g.resource()), None)
+    offering = [g for g in groups if g.accelerated]
+    return next((g for g in offering if g.nodes), None) or next(iter(offering), None)
 
 
 def sizing(cluster: Cluster, settings: Settings, group: NodeGroup) -> Sizing:

@@ -75,7 +75,8 @@ def test_an_empty_karpenter_nodepool_offering_gpus_is_a_group_that_needs_one_pod
     pools = (pool("general", {"cpu": "100"}), pool("gpu", {"nvidia.com/gpu": "8"}))
     cluster = cast(Cluster, Fake([node("cpu-0")], pools=pools))
     group = choose(node_groups(cluster, set()), "")
-    assert group == NodeGroup("karpenter.sh/nodepool", "gpu", (), group.nodepool)
+    assert group is not None
+    assert (group.selector, group.nodes) == ("karpenter.sh/nodepool=gpu", ())
     plan = sizing(cluster, Settings("t"), group)
     assert (plan.pods, plan.per_pod, plan.request.resource) == (1, 1, "nvidia.com/gpu")
 
@@ -85,3 +86,15 @@ def test_a_named_group_without_accelerators_fails_naming_its_nodes() -> None:
     group = NodeGroup("kwok-nodegroup", "cpu", tuple(cluster.list_objects("v1", "Node")))
     with pytest.raises(CheckFailure, match=r"observed nodes \['c'\] offer none"):
         sizing(cluster, Settings("t"), group)
+
+
+def test_a_nodepool_whose_nodes_have_gpus_is_chosen_though_its_spec_names_none() -> None:
+    """Cloud GPU NodePools often select instances by a GPU-count requirement of their own."""
+    pools = (pool("general", {"cpu": "100"}), pool("accelerated", {"cpu": "100"}))
+    nodes = [node("c", 0, **{"karpenter.sh/nodepool": "general"}),
+             node("g", 4, **{"karpenter.sh/nodepool": "accelerated"})]  # fmt: skip
+    cluster = cast(Cluster, Fake(nodes, pools=pools))
+    group = choose(node_groups(cluster, {"g"}), "")
+    assert group is not None
+    assert group.selector == "karpenter.sh/nodepool=accelerated"
+    assert (sizing(cluster, Settings("t"), group).pods, group.uids()) == (2, {"uid-g": "g"})
