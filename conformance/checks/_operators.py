@@ -35,10 +35,10 @@ class Operator:
     name: str
     crds: tuple[str, ...]
     deployments: tuple[str, ...]
-    webhook_names: tuple[str, ...] = ()  # how its webhook configurations' names start
-    invalid: Callable[[Cluster, str], Obj] | None = None  # denied by its validating webhook
-    invalid_why: str = ""
-    valid: Probe | None = None
+    webhook_names: tuple[str, ...]  # how its webhook configurations' names start
+    invalid: Callable[[Cluster, str], Obj]  # denied by its validating webhook or its schema
+    invalid_why: str
+    valid: Probe
     groups: tuple[str, ...] = field(default=())
 
     @property
