@@ -38,6 +38,18 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["get"],
         "cluster-autoscaling.*: kube-system/cluster-autoscaler-status tells an autoscaler runs",
     ),
+    (
+        "karpenter.sh",
+        ["nodepools"],
+        ["get", "list"],
+        "cluster-autoscaling.*: Karpenter's NodePools are node groups it can grow",
+    ),
+    (
+        "",
+        ["events"],
+        ["list"],
+        "cluster-autoscaling.*: the scheduler's and the autoscaler's events on a pod that waits",
+    ),
     ("batch", ["jobs"], MANAGE, "kueue.* and gang.* submit Jobs"),
     ("resource.k8s.io", ["deviceclasses", "resourceslices"], READ, "dra.* inventory"),
     (
@@ -136,6 +148,13 @@ RULES: list[tuple[str, list[str], list[str], str]] = [
         ["leaderworkersets"],
         MANAGE,
         "lws.* groups; operator.* (lws) valid and invalid LeaderWorkerSets",
+    ),
+    ("ray.io", ["rayclusters"], MANAGE, "operator.* (kuberay): valid and invalid RayClusters"),
+    (
+        "trainer.kubeflow.org",
+        ["trainjobs", "trainingruntimes"],
+        MANAGE,
+        "operator.* (kubeflow-trainer): a TrainingRuntime, valid and invalid TrainJobs",
     ),
 ]
 

@@ -25,7 +25,9 @@ INSTANCE_TYPE = "gpu-4x-h100"
 ZONE = "sandbox-a"
 INSTANCE_TYPES_FILE = "karpenter-instance-types.json"
 # How many GPU nodes it may add at most (NodePool limits), so that a runaway never fills the VM.
-MAX_NODES = 2
+# Four: two runs of the check at once (an admin and an in-cluster run, as the tests do) may need
+# three.
+MAX_NODES = 4
 # The NodePool waits this long after a node's last pod left before removing it (the upstream
 # examples use 30 s to minutes; a test cluster shortens it, as for the HPA's sync period).
 CONSOLIDATE_AFTER = "5s"

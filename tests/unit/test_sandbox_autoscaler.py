@@ -33,7 +33,7 @@ def test_a_node_of_the_topology_keeps_its_own_spec_and_a_cpu_node_has_none() -> 
 
 def test_the_faults_cap_growth_or_forbid_removal_and_nothing_else() -> None:
     healthy = autoscaler.node_pool()
-    assert healthy["spec"]["limits"] == {"nvidia.com/gpu": str(2 * 4)}
+    assert healthy["spec"]["limits"] == {"nvidia.com/gpu": str(autoscaler.MAX_NODES * 4)}
     assert healthy["spec"]["disruption"]["budgets"] == [{"nodes": "100%"}]
     no_growth = autoscaler.node_pool(["autoscaler-no-growth"])
     assert no_growth["spec"]["limits"] == {"nvidia.com/gpu": "0"}
