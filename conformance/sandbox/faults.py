@@ -28,6 +28,9 @@ class Fault:
 FAULTS: dict[str, Fault] = {
     "device-plugin-no-devices": Fault(
         "device-plugin nodes advertise GPUs; their pods see none", "nodes"),
+    "device-plugin-shares-devices": Fault(
+        "the device plugin hands the same GPUs to every pod that asks (in-use ones too)",
+        "nodes"),
     "device-plugin-unhealthy": Fault(
         "the device plugin reports every GPU unhealthy: nvidia.com/gpu allocatable 0", "nodes"),
     "dra-class-selects-nothing": Fault(
@@ -77,6 +80,7 @@ OTHER_DRIVER = "535.183.1"
 # apply to pods started after the label is set.
 NODE_FAULTS = {
     "device-plugin-no-devices": ("device-plugin",),
+    "device-plugin-shares-devices": ("device-plugin",),
     "gpu-visible-without-request": ("device-plugin", "dra"),
     "endpoint-picker-down": ("cpu", "device-plugin", "dra"),
 }

@@ -205,7 +205,9 @@ class ProbeRuntime:
         with self.lock:
             used = self.device_plugin_in_use.setdefault(name, set())
             slots = spec.gpus * spec.replicas if spec else 0
-            free = [i for i in range(slots) if i not in used][:count]
+            # the fault: an allocation that ignores what other pods hold
+            shares = has_fault(node, "device-plugin-shares-devices")
+            free = [i for i in range(slots) if shares or i not in used][:count]
             used.update(free)
             node_name, held = self.allocations.get(key, (name, []))
             self.allocations[key] = (node_name, held + free)

@@ -151,6 +151,22 @@ def test_gpus_that_never_reach_the_pod_fail_secure_access(
     assert checks["secure-access.no-request-no-device"]["status"] == "passed"
 
 
+def test_a_plugin_that_hands_one_gpu_to_two_pods_fails_disjoint_devices(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    with broken(sandbox, "device-plugin-shares-devices") as box:
+        checks = run(box, tmp_path, "--check", "secure-access.*", "--allocation-mode",
+                     "device-plugin")  # fmt: skip
+    disjoint = checks["secure-access.disjoint-devices"]
+    assert disjoint["status"] == "failed"
+    assert "to see one device each, and different ones" in disjoint["message"]
+    seen = disjoint["evidence"]["observed"]["seen"]
+    assert seen["first"] == seen["second"]
+    assert len(seen["first"]) == 1
+    # a pod alone still gets what it asked for
+    assert checks["secure-access.count-matches"]["status"] == "passed"
+
+
 DRIVER = ["driver.version-advertised", "driver.version-matches-pod"]
 
 
