@@ -67,6 +67,9 @@ FAULTS: dict[str, Fault] = {
     "kuberay-operator-down": Fault(
         "KubeRay's operator scaled to 0: no controller, its webhook unserved", "kuberay",
         "kuberay"),
+    "kuberay-watches-own-namespace": Fault(
+        "KubeRay's operator reconciles only ray-system; its webhook answers everywhere",
+        "kuberay", "kuberay"),
     "autoscaler-no-growth": Fault(
         "the autoscaler's GPU NodePool is limited to 0 GPUs: it can add no node",
         "autoscaler", "autoscaler"),

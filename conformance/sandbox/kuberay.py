@@ -28,12 +28,13 @@ CERT_ROOT = "/kuberay-webhook"  # its TMPDIR (see incluster.CERTS_UNDER_TMPDIR)
 SERVED_WEBHOOKS = ("vraycluster.kb.io",)
 
 
-def _deployment(replicas: int) -> Obj:
+def _deployment(replicas: int, watch: str = "") -> Obj:
     container = {
         "name": NAME, "image": IMAGE,
         "args": ["--feature-gates=RayClusterStatusConditions=true",
                  "--enable-leader-election=false", "--metrics-addr=:8080",
-                 "--health-probe-bind-address=:8082"],
+                 "--health-probe-bind-address=:8082",
+                 *([f"--watch-namespace={watch}"] if watch else [])],
         "env": [{"name": "ENABLE_WEBHOOKS", "value": "true"},
                 {"name": "TMPDIR", "value": CERT_ROOT}],
         "ports": [{"name": "http", "containerPort": 8080},
@@ -56,8 +57,10 @@ def _deployment(replicas: int) -> Obj:
 
 def operator_deployment(breaks: list[str] | tuple[str, ...] = ()) -> Obj:
     """The operator's Deployment; `kuberay-operator-down` scales it to 0 (its pods are gone,
-    its webhook Service has no endpoint)."""
-    return _deployment(0 if "kuberay-operator-down" in breaks else 1)
+    its webhook Service has no endpoint); `kuberay-watches-own-namespace` has it reconcile only
+    `ray-system` (its webhook still answers everywhere)."""
+    watch = NAMESPACE if "kuberay-watches-own-namespace" in breaks else ""
+    return _deployment(0 if "kuberay-operator-down" in breaks else 1, watch)
 
 
 def manifests(data: Path, ca: pki.CA, breaks: list[str] | tuple[str, ...] = ()) -> list[Obj]:

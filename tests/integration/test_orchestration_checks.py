@@ -177,6 +177,21 @@ def test_an_operator_whose_webhook_is_down_fails(sandbox: sbx.Sandbox, tmp_path:
     assert "a valid LeaderWorkerSet (lws)" in checks["operator.valid-reconciled"]["message"]
 
 
+def test_an_operator_that_admits_but_never_reconciles_fails_valid_reconciled(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """Its webhook answers (the invalid object is refused), but the RayCluster it admitted in
+    the check's namespace is never reconciled: the failure is at reconciliation itself."""
+    with broken(sandbox, "kuberay-watches-own-namespace") as box:
+        checks = run(box, tmp_path, "--check", "operator.*", "--operator", "kuberay",
+                     "--timeout-scale", "0.25")  # fmt: skip
+    assert statuses(checks) == {**dict.fromkeys(OPERATOR, "passed"),
+                                "operator.valid-reconciled": "failed"}  # fmt: skip
+    message = checks["operator.valid-reconciled"]["message"]
+    assert "waiting for kuberay to reconcile RayCluster" in message
+    assert "its head and worker pods to be created and Ready" in message
+
+
 @pytest.mark.box(without=BARE)
 def test_operators_that_are_not_installed(box: sbx.Sandbox, tmp_path: Path) -> None:
     named = run(box, tmp_path / "named", "--check", "operator.*", "--operator", "lws")
