@@ -42,6 +42,15 @@ class DraTarget:
             for d in s["spec"].get("devices") or []
         }
 
+    def devices_per_node(self) -> dict[str, int]:
+        """Node name -> how many devices the driver publishes for it."""
+        per_node: dict[str, int] = {}
+        for s in self.slices:
+            if s["spec"].get("nodeName"):
+                name = s["spec"]["nodeName"]
+                per_node[name] = per_node.get(name, 0) + len(s["spec"].get("devices") or [])
+        return per_node
+
     def node_of(self, pool: str) -> str | None:
         return next(
             (s["spec"].get("nodeName") for s in self.slices if s["spec"]["pool"]["name"] == pool),
@@ -256,11 +265,7 @@ class DeviceRequest:
         """Nodes that can give one pod `count` devices of its own. Nodes that share GPUs
         (time-slicing, MPS) are left out: there several requested replicas may be one GPU."""
         if self.dra is not None:
-            per_node: dict[str, int] = {}
-            for s in self.dra.slices:
-                if s["spec"].get("nodeName"):
-                    name = s["spec"]["nodeName"]
-                    per_node[name] = per_node.get(name, 0) + len(s["spec"].get("devices") or [])
+            per_node = self.dra.devices_per_node()
             return sorted(name for name, devices in per_node.items() if devices >= count)
         return [
             n["metadata"]["name"]

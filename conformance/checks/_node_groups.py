@@ -117,12 +117,8 @@ def sizing(cluster: Cluster, settings: Settings, group: NodeGroup) -> Sizing:
     request = device_request(cluster, settings)
     if request.dra is not None:
         names = {n["metadata"]["name"] for n in group.nodes}
-        devices: dict[str, int] = {}
-        for s in request.dra.slices:
-            if s["spec"].get("nodeName") in names:
-                node = s["spec"]["nodeName"]
-                devices[node] = devices.get(node, 0) + len(s["spec"].get("devices") or [])
-        most = max(devices.values(), default=0)
+        per_node = request.dra.devices_per_node()
+        most = max((per_node[n] for n in names if n in per_node), default=0)
         if most:
             return Sizing(request, most, count + 1,
                           f"{count} node(s) with at most {most} DRA devices of "
