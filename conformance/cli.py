@@ -31,7 +31,9 @@ from conformance.settings import (
     OBSERVE_WINDOW_S,
     OPERATORS,
     PROFILE_HELP,
+    PdImages,
     gateway_ref,
+    pd_images,
     settings_from,
 )
 
@@ -127,6 +129,11 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epp-image", metavar="IMAGE", default=EPP_IMAGE,
         help=f"the endpoint picker the InferencePool checks deploy (default: {EPP_IMAGE})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pd-images", type=pd_images, metavar="ROLE=IMAGE,...", default=PdImages(),
+        help="llm-d images the disaggregated-inference check deploys, roles scheduler, sidecar, "
+        f"server (default: {PdImages().flag()})",
     )  # fmt: skip
     parser.add_argument(
         "--timeout-scale",

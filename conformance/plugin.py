@@ -43,8 +43,10 @@ from conformance.settings import (
     OBSERVE_WINDOW_S,
     OPERATORS,
     PROFILE_HELP,
+    PdImages,
     Settings,
     gateway_ref,
+    pd_images,
     settings_from,
 )
 
@@ -167,6 +169,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--epp-image", default=EPP_IMAGE, help="the endpoint picker the InferencePool checks deploy"
     )
+    group.addoption(
+        "--pd-images", type=pd_images, default=PdImages(),
+        help="llm-d images the disaggregated-inference check deploys (ROLE=IMAGE,...)",
+    )  # fmt: skip
     group.addoption(
         "--timeout-scale",
         type=_positive_float,

@@ -73,7 +73,14 @@ def pytest_args(settings: Settings, workers: int, verbose: bool) -> list[str]:
         args += ["--gateway", settings.gateway]
     if settings.gateway_class:
         args += ["--gateway-class", settings.gateway_class]
-    args += ["--model-header", settings.model_header, "--epp-image", settings.epp_image]
+    args += [
+        "--model-header",
+        settings.model_header,
+        "--epp-image",
+        settings.epp_image,
+        "--pd-images",
+        settings.pd_images.flag(),
+    ]
     for pattern in settings.checks:
         args += ["--check", pattern]
     for pattern in settings.skips:

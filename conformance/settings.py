@@ -30,6 +30,31 @@ OBSERVE_WINDOW_S = 15.0
 
 
 @dataclass(frozen=True)
+class PdImages:
+    """The llm-d images the disaggregated-inference check deploys (`--pd-images`)."""
+
+    scheduler: str = "ghcr.io/llm-d/llm-d-inference-scheduler:v0.7.1"
+    sidecar: str = "ghcr.io/llm-d/llm-d-routing-sidecar:v0.7.1"
+    server: str = "ghcr.io/llm-d/llm-d-inference-sim:v0.10.2"
+
+    def flag(self) -> str:
+        return ",".join(f"{role}={image}" for role, image in vars(self).items())
+
+
+def pd_images(text: str) -> PdImages:
+    """`--pd-images`'s value: `ROLE=IMAGE,...` for any of scheduler, sidecar, server."""
+    given: dict[str, str] = {}
+    for item in filter(None, text.split(",")):
+        role, _, image = item.partition("=")
+        if role not in vars(PdImages()) or not image:
+            raise argparse.ArgumentTypeError(
+                f"expected ROLE=IMAGE,... with ROLE one of scheduler, sidecar, server; got {item!r}"
+            )
+        given[role] = image
+    return PdImages(**given)
+
+
+@dataclass(frozen=True)
 class Settings:
     run_id: str
     profile: str = DEFAULT_PROFILE
@@ -50,6 +75,7 @@ class Settings:
     gateway_class: str = ""
     model_header: str = MODEL_HEADER
     epp_image: str = EPP_IMAGE
+    pd_images: PdImages = field(default_factory=PdImages)
     keep_on_failure: bool = False
     output: Path | None = None
 
@@ -89,6 +115,7 @@ def settings_from(options: Any, run_id: str) -> Settings:
         gateway_class=getattr(options, "gateway_class", None) or "",
         model_header=getattr(options, "model_header", None) or MODEL_HEADER,
         epp_image=getattr(options, "epp_image", None) or EPP_IMAGE,
+        pd_images=getattr(options, "pd_images", None) or PdImages(),
         keep_on_failure=options.keep_on_failure,
         output=Path(options.output) if options.output else None,
     )

@@ -3,10 +3,11 @@
 Run inside the cluster, so that it reaches the gateway the way the platform's clients do. Each
 request names a model (in the body and, with `--model-header`, in that header too, for gateways
 that route on a header), carries `x-request-id: <run>-<n>`, and is tallied by HTTP status and by
-the pod that served it (the model server's `x-inference-pod` header). With several `--model`s the
-requests take turns. `--warmup` first waits (up to that long) for one success, since a gateway
-may take a moment to program a route it has accepted (`--warmup-until answer`: for any HTTP
-answer, where errors are expected). One JSON document is printed at the end.
+the pod that served it (the model server's `x-inference-pod` header); a short run also lists the
+request ids the answers carry. With several `--model`s the requests take turns. `--warmup` first
+waits (up to that long) for one success, since a gateway may take a moment to program a route it
+has accepted (`--warmup-until answer`: for any HTTP answer, where errors are expected). One JSON
+document is printed at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
+ANSWER_IDS_UP_TO = 10  # a report lists the answers' request ids for runs of at most this many
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Reply:
     model: str
     error: str = ""
     at_s: float = 0.0  # when it was sent, from the first request's start
+    # The id the server answered with: a gateway may replace the client's (Envoy does, for
+    # requests from outside its trust boundary).
+    request_id: str = ""
 
 
 def body_for(plan: Plan, i: int) -> Obj:
@@ -59,7 +64,8 @@ def send(plan: Plan, i: int, run: str) -> Reply:
                                      method="POST")  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=plan.timeout_s) as resp:
-            return Reply(resp.status, resp.headers.get("x-inference-pod", ""), body["model"])
+            return Reply(resp.status, resp.headers.get("x-inference-pod", ""), body["model"],
+                         request_id=resp.headers.get("x-request-id", ""))  # fmt: skip
     except urllib.error.HTTPError as exc:
         return Reply(exc.code, exc.headers.get("x-inference-pod", "") if exc.headers else "",
                      body["model"], f"HTTP {exc.code}")  # fmt: skip
@@ -99,6 +105,11 @@ def tally(replies: list[Reply]) -> Obj:
         "pods_by_model": {m: dict(sorted(c.items())) for m, c in sorted(by_model.items())},
         "errors": dict(Counter(r.error for r in replies if r.error).most_common(5)),
         **failure_window(replies),
+        **(
+            {"request_ids": [r.request_id for r in replies]}
+            if len(replies) <= ANSWER_IDS_UP_TO
+            else {}
+        ),
     }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,9 @@ def require_pool_api(kube: Kube) -> None:
         )
 
 
-def picker_objects(name: str, pool: str, image: str) -> list[Obj]:
+def picker_objects(
+    name: str, pool: str, image: str, extra_args: Sequence[str] = ()
+) -> list[Obj]:  # fmt: skip
     """The endpoint picker as the upstream chart deploys it (one replica, its own
     ServiceAccount reading pods and pools), without TLS-protected metrics."""
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "endpoint-picker"}
@@ -67,7 +70,7 @@ def picker_objects(name: str, pool: str, image: str) -> list[Obj]:
         "name": "epp", "image": image,
         "args": ["--pool-name", pool, "--pool-namespace", "$(POD_NAMESPACE)",
                  "--pool-group", POOL_GROUP, "--zap-encoder", "json", "--tracing=false",
-                 "--metrics-endpoint-auth=false"],
+                 "--metrics-endpoint-auth=false", *extra_args],
         "env": [{"name": "POD_NAMESPACE",
                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
         "ports": [{"name": "grpc", "containerPort": EPP_PORT},
@@ -130,13 +133,19 @@ def deploy_pool(
             kube.apply(obj)
         mon.ready_pod_of(kube, f"app.kubernetes.io/name={picker}",
                          timeout_s=EPP_READY_TIMEOUT_S)  # fmt: skip
-    # The route first, and the pool once the gateway has seen the route: Envoy AI Gateway
-    # v1.0.0 writes a pool's status when it reconciles the pool, and a pool reconciled before
-    # its route reached the controller kept an empty status (parents: []) for good.
+    route_then_pool(kube, name, gateway, picker, failure_mode)
+    return Pool(name, pods, picker, gateway)
+
+
+def route_then_pool(
+    kube: Kube, name: str, gateway: gw.Gateway, picker: str, failure_mode: str = "FailClose"
+) -> None:  # fmt: skip
+    """The route first, and the pool once the gateway has seen the route: Envoy AI Gateway
+    v1.0.0 writes a pool's status when it reconciles the pool, and a pool reconciled before its
+    route reached the controller kept an empty status (parents: []) for good."""
     kube.apply(pool_route(f"{name}-route", gateway, name))
     _route_seen(kube, f"{name}-route", gateway)
     kube.apply(pool_manifest(name, picker, failure_mode))
-    return Pool(name, pods, picker, gateway)
 
 
 def _route_seen(kube: Kube, route: str, gateway: gw.Gateway) -> None:
@@ -151,8 +160,9 @@ def _route_seen(kube: Kube, route: str, gateway: gw.Gateway) -> None:
         )  # fmt: skip
 
 
-def wait_accepted(kube: Kube, pool: Pool) -> None:
-    for api, kind, name in ((gw.GATEWAY_API, "HTTPRoute", f"{pool.name}-route"),
-                            (POOL_API, "InferencePool", pool.name)):  # fmt: skip
-        gw.wait_parent_conditions(kube, api, kind, name, pool.gateway,
+def wait_accepted(kube: Kube, pool: str, gateway: gw.Gateway) -> None:
+    """Until the pool's route and the pool are Accepted with their references resolved."""
+    for api, kind, name in ((gw.GATEWAY_API, "HTTPRoute", f"{pool}-route"),
+                            (POOL_API, "InferencePool", pool)):  # fmt: skip
+        gw.wait_parent_conditions(kube, api, kind, name, gateway,
                                   {"Accepted": "True", "ResolvedRefs": "True"})  # fmt: skip

@@ -33,7 +33,7 @@ def test_accepted(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> No
     """An HTTPRoute to an InferencePool, and the pool itself, are Accepted with their
     references resolved by the Gateway; requests through it reach only the pool's pods."""
     pool = pl.deploy_pool(kube, kaic_settings)
-    pl.wait_accepted(kube, pool)
+    pl.wait_accepted(kube, pool.name, pool.gateway)
     report = gw.traffic(kube, pool.gateway, "pool-client", count=REQUESTS)
     gw.require_all_ok(report, pool.gateway, f"the pods of InferencePool {pool.name}")
     strangers = set(report["pods"]) - set(pool.pods)
@@ -51,7 +51,7 @@ def test_endpoints_follow_pods(kube: Kube, kaic_settings: Settings, evidence: Ev
     """A pod that leaves the pool (deleted) stops receiving its traffic; the others keep
     serving all of it."""
     pool = pl.deploy_pool(kube, kaic_settings)
-    pl.wait_accepted(kube, pool)
+    pl.wait_accepted(kube, pool.name, pool.gateway)
     before = gw.traffic(kube, pool.gateway, "before-client", count=REQUESTS)
     gw.require_all_ok(before, pool.gateway, f"the pods of InferencePool {pool.name}")
     # the pod leaving is one that served: a gateway that never used it would pass otherwise
@@ -82,7 +82,7 @@ def test_load_aware(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> 
     """When one pod reports a deep queue and a nearly full KV cache, its share of new requests
     drops to well under an even share."""
     pool = pl.deploy_pool(kube, kaic_settings)
-    pl.wait_accepted(kube, pool)
+    pl.wait_accepted(kube, pool.name, pool.gateway)
     baseline = gw.traffic(kube, pool.gateway, "baseline-client", count=REQUESTS)
     gw.require_all_ok(baseline, pool.gateway, f"the pods of InferencePool {pool.name}")
     busy = max(pool.pods, key=lambda pod: baseline["pods"].get(pod, 0))  # it served before
@@ -117,7 +117,7 @@ def test_prefix_affinity(kube: Kube, kaic_settings: Settings, evidence: Evidence
     chance; a control set without a shared prefix does not (a gateway that pins all traffic
     to one pod fails)."""
     pool = pl.deploy_pool(kube, kaic_settings)
-    pl.wait_accepted(kube, pool)
+    pl.wait_accepted(kube, pool.name, pool.gateway)
     served: dict[str, int] = {}
     for client in ("prefix-client", "prefix-client-2"):
         report = gw.traffic(kube, pool.gateway, client, count=REQUESTS // 2,
@@ -187,7 +187,7 @@ def test_invalid_picker(kube: Kube, kaic_settings: Settings, evidence: Evidence)
 def test_fail_open(kube: Kube, kaic_settings: Settings, evidence: Evidence) -> None:
     """A FailOpen pool keeps serving from its pods when its endpoint picker goes away."""
     pool = pl.deploy_pool(kube, kaic_settings, failure_mode="FailOpen")
-    pl.wait_accepted(kube, pool)
+    pl.wait_accepted(kube, pool.name, pool.gateway)
     before = gw.traffic(kube, pool.gateway, "before-client", count=20)
     gw.require_all_ok(before, pool.gateway, f"the pods of InferencePool {pool.name}")
     kube.cluster.delete(ObjectRef("apps/v1", "Deployment", pool.picker, kube.namespace),

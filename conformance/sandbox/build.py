@@ -88,6 +88,14 @@ BUILDS = (
     GoBuild("ai-gateway", ("github.com/envoyproxy/ai-gateway/cmd/controller",),
             ("ai-gateway-controller",), ("-ldflags", "-s -w"), "github.com/envoyproxy/ai-gateway",
             ("manifests/charts/ai-gateway-crds-helm/templates",)),
+    # llm-d: its inference scheduler (an endpoint picker with prefill/decode disaggregation), the
+    # routing sidecar of decode pods and the vLLM simulator, which the disaggregation check
+    # deploys (the picker is named apart from the Inference Extension's `epp` above).
+    GoBuild("llm-d", ("github.com/llm-d/llm-d-inference-scheduler/cmd/epp",), ("llm-d-epp",),
+            ("-ldflags", "-s -w")),
+    GoBuild("llm-d", ("github.com/llm-d/llm-d-inference-scheduler/cmd/pd-sidecar",
+                      "github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim"),
+            ("pd-sidecar", "llm-d-inference-sim"), ("-ldflags", "-s -w")),
     # The cluster autoscaler: Karpenter with its KWOK cloud provider (CRDs from the module).
     GoBuild("karpenter", ("sigs.k8s.io/karpenter/kwok",), ("karpenter",), ("-ldflags", "-s -w"),
             "sigs.k8s.io/karpenter", ("pkg/apis/crds", "kwok/apis/crds")),
@@ -112,8 +120,8 @@ PART_COMPONENT = {
     "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
-    "karpenter": "autoscaler", "kuberay": "kuberay", "jobset": "kubeflow-trainer",
-    "trainer": "kubeflow-trainer",
+    "llm-d": "ai-gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
+    "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer",
 }  # fmt: skip
 
 

@@ -41,7 +41,7 @@ from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.probes import is_probe_image
 from conformance.sandbox import pod_network, pod_volumes, topology
-from conformance.settings import EPP_IMAGE
+from conformance.settings import EPP_IMAGE, PdImages
 
 Obj = dict[str, Any]
 # Nodes carry `faults.kaic.dev/<fault>: "true"` for the device-layer faults they were started
@@ -51,8 +51,13 @@ SANDBOX_IMAGE_PREFIX = "kaic-sandbox/"
 # Python components the runtime can run as pods; anything else is a binary in --bin-dir.
 SANDBOX_MODULES = {"gpu-exporter": "conformance.sandbox.gpu_exporter"}
 # Upstream images the checks deploy whose program the sandbox builds (the endpoint picker that
-# `--epp-image` names by default): the runtime runs that build, as a node would run the image.
-UPSTREAM_IMAGES = {EPP_IMAGE: "epp"}
+# `--epp-image` names by default, llm-d's that `--pd-images` names): the runtime runs that build,
+# as a node would run the image.
+UPSTREAM_IMAGES = {
+    EPP_IMAGE: "epp", PdImages.scheduler: "llm-d-epp", PdImages.sidecar: "pd-sidecar",
+    PdImages.server: "llm-d-inference-sim",
+}  # fmt: skip
+PICKER_IMAGES = (EPP_IMAGE, PdImages.scheduler)
 
 
 def envoy_binary() -> Path:
@@ -85,9 +90,9 @@ def has_fault(node: Obj, fault: str) -> bool:
 
 
 def faulted_out(container: Obj, node: Obj) -> bool:
-    """The fault `endpoint-picker-down`: the picker's container is not run (KWOK still reports
-    it Ready, as a hung picker would look)."""
-    return container.get("image") == EPP_IMAGE and has_fault(node, "endpoint-picker-down")
+    """The fault `endpoint-picker-down`: a picker's container (the Inference Extension's or
+    llm-d's) is not run (KWOK still reports it Ready, as a hung picker would look)."""
+    return container.get("image") in PICKER_IMAGES and has_fault(node, "endpoint-picker-down")
 
 
 def nvidia_module_version(version: str) -> str:

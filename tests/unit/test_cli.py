@@ -222,3 +222,13 @@ def test_sandbox_break_a_sandbox_that_is_not_running(
         main(["sandbox", "break", "lws-group-restart", "--dir", str(tmp_path)]),
         f"the sandbox in {tmp_path} is not running (see: kaic sandbox status)",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("scheduler", "got 'scheduler'"), ("prefill=img:1", "got 'prefill=img:1'"),
+     ("sidecar=", "got 'sidecar='")],
+)  # fmt: skip
+def test_bad_pd_images(value: str, fragment: str, capsys: pytest.CaptureFixture[str]) -> None:
+    err = one_line_error(capsys, main(["run", "--pd-images", value]), fragment)
+    assert "ROLE one of scheduler, sidecar, server" in err
