@@ -16,6 +16,7 @@ from conformance.checks import _gateway as gw
 from conformance.checks import _monitoring as mon
 from conformance.checks import _pools as pools
 from conformance.cluster import ProxyTarget
+from conformance.failures import fail
 from conformance.fixtures import Kube
 from conformance.probes import pods
 from conformance.settings import PdImages
@@ -119,10 +120,14 @@ def deploy(kube: Kube, images: PdImages, gateway: gw.Gateway) -> Deployment:
     return Deployment(names["prefill"], names["decode"], scheduler, gateway)
 
 
-def scrape(kube: Kube, pod: str, port: int) -> str:
+def scrape(kube: Kube, pod: str, port: int, what: str) -> str:
     reply = kube.cluster.proxy("GET", ProxyTarget("pods", kube.namespace, pod, port), "/metrics")
     if reply.status != 200:
-        raise RuntimeError(f"GET /metrics of {pod}:{port}: HTTP {reply.status} {reply.text[:200]}")
+        fail(expected=f"{what} (pod {pod}) to serve its metrics on port {port}",
+             observed=f"GET /metrics through the API server's proxy: HTTP {reply.status} "
+             f"{reply.text[:200]}",
+             next_step=f"kubectl -n {kube.namespace} describe pod {pod}; kubectl -n "
+             f"{kube.namespace} logs {pod} --all-containers")  # fmt: skip
     return reply.text
 
 
@@ -152,9 +157,9 @@ class Counts:
 
 
 def counts(kube: Kube, deployment: Deployment) -> Counts:
-    decisions = scrape(kube, deployment.scheduler, SCHEDULER_METRICS_PORT)
-    prefill = scrape(kube, deployment.prefill, SERVE_PORT)
-    decode = scrape(kube, deployment.decode, DECODE_SERVER_PORT)
+    decisions = scrape(kube, deployment.scheduler, SCHEDULER_METRICS_PORT, "llm-d's scheduler")
+    prefill = scrape(kube, deployment.prefill, SERVE_PORT, "the prefill model server")
+    decode = scrape(kube, deployment.decode, DECODE_SERVER_PORT, "the decode model server")
     return Counts(
         prefill_decode=total(decisions, DECISIONS, decision_type="prefill-decode"),
         decode_only=total(decisions, DECISIONS, decision_type="decode-only"),

@@ -15,7 +15,7 @@ from conformance.checks import _gateway as gw
 from conformance.checks import _llm_d as llm_d
 from conformance.checks import _pools as pools
 from conformance.checks.registry import check
-from conformance.cluster.wait import poll_or_fail
+from conformance.cluster.wait import WaitTimeout, poll_until
 from conformance.evidence import Evidence
 from conformance.failures import fail, not_applicable
 from conformance.fixtures import Kube
@@ -81,11 +81,13 @@ def _send(
     path = ("the scheduler to decide prefill-decode, the prefill pod to run a prefill for a "
             "remote decode and the decode pod to finish the request" if kind == "long"
             else "the scheduler to decide decode-only and the decode pod to serve it")  # fmt: skip
-    delta = poll_or_fail(
-        settled, awaiting=f"the counters of the {kind}-prompt request", timeout_s=COUNTS_SETTLE_S,
-        expected=f"{path} (counter increases at least {wanted})",
-        next_step=_next_step(kube, deployment),
-    )  # fmt: skip
+    try:
+        delta = poll_until(settled, awaiting=f"the counters of the {kind}-prompt request",
+                           timeout_s=COUNTS_SETTLE_S)  # fmt: skip
+    except WaitTimeout as exc:
+        fail(expected=f"{path} (counter increases at least {wanted})",
+             observed=f"{_diagnosis(llm_d.counts(kube, deployment).since(before))}; {exc}",
+             next_step=_next_step(kube, deployment))  # fmt: skip
     kube.evidence.observe(f"{kind}_prompt_counts", delta)
     if kind == "short" and (delta["prefill_requests"] or delta["prefill_decode"]):
         fail(expected="a short prompt (fewer uncached tokens than "
@@ -94,6 +96,23 @@ def _send(
              next_step=_next_step(kube, deployment))  # fmt: skip
     # The id the model servers saw: the gateway may have replaced the client's.
     return str((report.get("request_ids") or [""])[0]) or f"{report['run']}-0"
+
+
+def _diagnosis(delta: dict[str, float]) -> str:
+    if not delta["prefill_decode"] and not delta["decode_only"]:
+        return (
+            "llm-d's scheduler made no decision for it: the gateway did not ask the "
+            "InferencePool's endpoint picker"
+        )
+    if not delta["prefill_decode"]:
+        return "llm-d's scheduler decided decode-only"
+    if not delta["prefills"]:
+        return (
+            "llm-d's scheduler chose a prefill pod, but the prefill pod ran no prefill: the "
+            "request reached the decode pod without the prefill pod's address "
+            "(x-prefiller-host-port), or its sidecar could not reach the prefill pod"
+        )
+    return "the decode pod's model server finished no request"
 
 
 def _long_prompt() -> str:

@@ -40,6 +40,9 @@ FAULTS: dict[str, Fault] = {
     "gpu-visible-without-request": Fault(
         "pods on GPU nodes that asked for none see them all", "nodes"),
     "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
+    "routes-strip-prefill-header": Fault(
+        "every new HTTPRoute drops x-prefiller-host-port: decode pods never learn their prefill "
+        "pod", "policy", "gateway"),
     "lws-webhook-down": Fault("LWS webhooks registered, nothing serving them", "lws", "lws"),
     "kueue-no-wait-for-pods-ready": Fault(
         "Kueue without waitForPodsReady: no all-or-nothing", "kueue", "kueue"),

@@ -399,6 +399,9 @@ def _start_control_plane(
         "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
+        # Beta, off by default in 1.35: a fault is realized as one (routes-strip-prefill-header)
+        "--feature-gates", "MutatingAdmissionPolicy=true",
+        "--runtime-config", "admissionregistration.k8s.io/v1beta1=true",
     ], logs, netns=box.netns)  # fmt: skip
     save(box)
     processes.wait_until(

@@ -92,38 +92,59 @@ def _policy(_box: Sandbox, cluster: Cluster, names: Sequence[str], broken: bool)
         else:
             cluster.delete(ObjectRef.of(doc))
     for name in names:
-        _until_in_force(cluster, name, POLICY_SUBJECTS[name], broken)
+        _until_in_force(cluster, name, broken)
 
 
-# Whose pod deletions each policy fault denies.
+def _until_in_force(cluster: Cluster, fault: str, broken: bool) -> None:
+    """The API server compiles admission policies a moment after they change; until then a
+    controller could still do what the fault denies (or a route be admitted unchanged), or the
+    reverse once mended. A dry run says when the change is in force (nothing to watch for that:
+    polled)."""
+    deadline = time.monotonic() + POLICY_WAIT_S
+    while POLICY_IN_FORCE[fault](cluster, fault) != broken:
+        if time.monotonic() > deadline:
+            state = "in force" if broken else "lifted"
+            raise KaicError(f"{fault}: the API server's admission policy was not {state} "
+                            f"within {POLICY_WAIT_S}s")  # fmt: skip
+        time.sleep(0.2)
+
+
+# Whose pod deletions each deletion-denying policy fault denies.
 POLICY_SUBJECTS = {"lws-group-restart": controllers.LWS_USER}
 CANARY_NAME, CANARY_NAMESPACE = "kaic-sandbox-fault-canary", "default"
 
 
-def _until_in_force(cluster: Cluster, fault: str, user: str, denied: bool) -> None:
-    """The API server compiles admission policies a moment after they change; until then the
-    controller could still do what the fault denies (or not what the mended sandbox allows). A
-    dry-run deletion of a canary pod as the controller's user says when the change is in force
-    (nothing to watch for that: polled)."""
+def _denies_deletion(cluster: Cluster, fault: str) -> bool:
+    """Whether a dry-run deletion of a canary pod, as the fault's subject, is denied."""
     canary = cluster.apply({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE},
         "spec": {"nodeName": lifecycle.monitoring_node(),
                  "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
     })  # fmt: skip
-    impersonating = client.ApiClient(cluster.configuration, "Impersonate-User", user)
+    impersonating = client.ApiClient(cluster.configuration, "Impersonate-User",
+                                     POLICY_SUBJECTS[fault])  # fmt: skip
     impersonating.default_headers["Impersonate-Group"] = "system:masters"  # as its certificate
-    as_user = client.CoreV1Api(impersonating)
-    deadline = time.monotonic() + POLICY_WAIT_S
     try:
-        while _denies(as_user, fault) != denied:
-            if time.monotonic() > deadline:
-                state = "in force" if denied else "lifted"
-                raise KaicError(f"{fault}: the API server's admission policy was not {state} "
-                                f"within {POLICY_WAIT_S}s")  # fmt: skip
-            time.sleep(0.2)
+        return _denies(client.CoreV1Api(impersonating), fault)
     finally:
         cluster.delete(ObjectRef.of(canary))
+
+
+def _strips_header(cluster: Cluster, _fault: str) -> bool:
+    """Whether a route created now (dry run) gets the header-removing filter."""
+    route = cluster.dry_run_create({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "kaic-sandbox-fault-canary", "namespace": CANARY_NAMESPACE},
+        "spec": {"rules": [{"backendRefs": [{"name": "canary", "port": 80}]}]},
+    })  # fmt: skip
+    return "x-prefiller-host-port" in str(route["spec"]["rules"][0].get("filters"))
+
+
+POLICY_IN_FORCE: dict[str, Callable[[Cluster, str], bool]] = {
+    "lws-group-restart": _denies_deletion,
+    "routes-strip-prefill-header": _strips_header,
+}
 
 
 def _denies(as_user: client.CoreV1Api, fault: str) -> bool:

@@ -146,12 +146,31 @@ def test_with_the_endpoint_pickers_down_pools_answer_errors(
     assert statuses(checks) == {"inference-pool.load-aware": "failed",
                                 "disaggregated-inference.prefill-decode": "failed"}  # fmt: skip
     pd = checks["disaggregated-inference.prefill-decode"]["message"]
-    assert "to be answered by llm-d's short-prompt path" in pd
-    assert "observed 0 of 1 answered (status counts {'500': 1}" in pd
+    assert "expected llm-d's scheduler (pod pd-scheduler-" in pd
+    assert "to serve its metrics on port 9090" in pd
+    assert "connection refused" in pd
     message = checks["inference-pool.load-aware"]["message"]
     assert "to be answered by the pods of InferencePool pool" in message
     assert "observed 0 of 60 answered (status counts {'500': 60}" in message
     assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
+
+
+def test_a_gateway_that_drops_the_prefill_header_fails_disaggregation(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """The request still reaches the decode pod llm-d's scheduler chose, but without the prefill
+    pod's address: the decode pod prefills locally, the prefill pod is never asked."""
+    with broken(sandbox, "routes-strip-prefill-header") as box:
+        checks = run(box, tmp_path, "--check", "disaggregated-inference.*", profile="inference")
+    assert statuses(checks) == {"disaggregated-inference.prefill-decode": "failed"}
+    message = checks["disaggregated-inference.prefill-decode"]["message"]
+    assert "expected the scheduler to decide prefill-decode, the prefill pod to run a " in message
+    assert "observed llm-d's scheduler chose a prefill pod, but the prefill pod ran no " in message
+    assert "'prefill_decode': 1, 'decode_only': 0, 'prefills': 0" in message
+    # the short prompt, decode-only, was served as before
+    observed = checks["disaggregated-inference.prefill-decode"]["evidence"]["observed"]
+    assert observed["short_prompt_counts"]["prefill_requests"] == 0
+    assert requirement_statuses(tmp_path)["disaggregated_inference"] == "failed"
 
 
 def test_a_named_gateway_that_does_not_exist_fails(sandbox: Any, tmp_path: Path) -> None:
