@@ -120,7 +120,7 @@ PART_COMPONENT = {
     "kueue": "kueue", "lws": "lws", "prometheus": "prometheus",
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
-    "llm-d": "ai-gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
+    "llm-d": "gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
     "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer",
 }  # fmt: skip
 
