@@ -40,6 +40,12 @@ FAULTS: dict[str, Fault] = {
     "gpu-visible-without-request": Fault(
         "pods on GPU nodes that asked for none see them all", "nodes"),
     "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
+    "routes-ignore-weights": Fault(
+        "every new HTTPRoute's backends get equal weights: traffic splits evenly", "policy",
+        "gateway"),
+    "routes-ignore-header-matches": Fault(
+        "every new HTTPRoute matches on paths only: header matches are dropped", "policy",
+        "gateway"),
     "routes-strip-prefill-header": Fault(
         "every new HTTPRoute drops x-prefiller-host-port: decode pods never learn their prefill "
         "pod", "policy", "gateway"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
@@ -26,6 +27,7 @@ from conformance.sandbox.build import built
 from conformance.sandbox.faults import FAULTS, policy_docs
 from conformance.sandbox.lifecycle import Progress, Sandbox
 
+Obj = dict[str, Any]
 Realize = Callable[[Sandbox, Cluster, Sequence[str], bool], None]
 POLICY_WAIT_S = 30
 
@@ -131,19 +133,34 @@ def _denies_deletion(cluster: Cluster, fault: str) -> bool:
         cluster.delete(ObjectRef.of(canary))
 
 
-def _strips_header(cluster: Cluster, _fault: str) -> bool:
-    """Whether a route created now (dry run) gets the header-removing filter."""
+def _canary_rule(cluster: Cluster) -> Obj:
+    """The rule of an HTTPRoute created now (dry run): a header match and a weighted ref."""
     route = cluster.dry_run_create({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "kaic-sandbox-fault-canary", "namespace": CANARY_NAMESPACE},
-        "spec": {"rules": [{"backendRefs": [{"name": "canary", "port": 80}]}]},
+        "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE},
+        "spec": {"rules": [{
+            "matches": [{"headers": [{"name": "x-kaic-canary", "value": "a"}]}],
+            "backendRefs": [{"name": "canary", "port": 80, "weight": 7}],
+        }]},
     })  # fmt: skip
-    return "x-prefiller-host-port" in str(route["spec"]["rules"][0].get("filters"))
+    return dict(route["spec"]["rules"][0])
+
+
+# What each route-rewriting policy fault does to a route created while it is in force.
+ROUTE_REWRITES: dict[str, Callable[[Obj], bool]] = {
+    "routes-strip-prefill-header": lambda rule: "x-prefiller-host-port" in str(rule.get("filters")),
+    "routes-ignore-weights": lambda rule: rule["backendRefs"][0].get("weight") == 1,
+    "routes-ignore-header-matches": lambda rule: not rule["matches"][0].get("headers"),
+}
+
+
+def _rewrites_routes(cluster: Cluster, fault: str) -> bool:
+    return ROUTE_REWRITES[fault](_canary_rule(cluster))
 
 
 POLICY_IN_FORCE: dict[str, Callable[[Cluster, str], bool]] = {
     "lws-group-restart": _denies_deletion,
-    "routes-strip-prefill-header": _strips_header,
+    **dict.fromkeys(ROUTE_REWRITES, _rewrites_routes),
 }
 
 

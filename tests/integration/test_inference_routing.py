@@ -23,7 +23,7 @@ from conformance import sandbox as sbx
 from conformance.checks import _gateway as gw
 from conformance.checks import _llm_d as llm_d
 from conformance.checks import _pools as pl
-from conformance.checks.gateway_api import MODELS, SPLIT_REQUESTS, WEIGHTS
+from conformance.checks.gateway_api import MODELS, ROUTED_REQUESTS, SPLIT_REQUESTS, WEIGHTS
 from conformance.cluster import Cluster, ObjectRef
 from conformance.settings import EPP_IMAGE, MODEL_HEADER, PdImages
 from tests.integration.conftest import broken
@@ -153,6 +153,26 @@ def test_with_the_endpoint_pickers_down_pools_answer_errors(
     assert "to be answered by the pods of InferencePool pool" in message
     assert "observed 0 of 60 answered (status counts {'500': 60}" in message
     assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
+
+
+def test_a_gateway_that_ignores_weights_and_header_matches_fails_ai_inference(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """Routes are Accepted and carry traffic, but split evenly and match on paths only."""
+    with broken(sandbox, "routes-ignore-weights", "routes-ignore-header-matches") as box:
+        checks = run(box, tmp_path, "--check", "gateway-api.weighted-split",
+                     "--check", "gateway-api.header-routing", profile="inference")  # fmt: skip
+    assert statuses(checks) == {"gateway-api.weighted-split": "failed",
+                                "gateway-api.header-routing": "failed"}  # fmt: skip
+    split = checks["gateway-api.weighted-split"]["message"]
+    assert "800 requests split {'backend-a': 70, 'backend-b': 30} by the HTTPRoute" in split
+    counts = checks["gateway-api.weighted-split"]["evidence"]["observed"]["split"]["counts"]
+    assert abs(counts["backend-a"] - 400) < 80, counts  # even, not 560
+    routed = checks["gateway-api.header-routing"]["message"]
+    assert "each model's requests (header X-Gateway-Model-Name) served only by its own" in routed
+    served = checks["gateway-api.header-routing"]["evidence"]["observed"]["routing"]["served_by"]
+    assert served["kaic-beta"] == {"alpha-0": ROUTED_REQUESTS // 2}, served  # the first rule
+    assert requirement_statuses(tmp_path)["ai_inference"] == "failed"
 
 
 def test_a_gateway_that_drops_the_prefill_header_fails_disaggregation(
