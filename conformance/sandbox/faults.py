@@ -40,6 +40,9 @@ FAULTS: dict[str, Fault] = {
     "gpu-visible-without-request": Fault(
         "pods on GPU nodes that asked for none see them all", "nodes"),
     "lws-group-restart": Fault("LeaderWorkerSets never recreate their group", "policy", "lws"),
+    "endpoint-picker-load-blind": Fault(
+        "endpoint pickers pick at random: blind to queues, KV cache and prefixes", "policy",
+        "gateway"),
     "routes-ignore-weights": Fault(
         "every new HTTPRoute's backends get equal weights: traffic splits evenly", "policy",
         "gateway"),

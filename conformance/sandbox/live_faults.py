@@ -26,6 +26,7 @@ from conformance.sandbox import (
 from conformance.sandbox.build import built
 from conformance.sandbox.faults import FAULTS, policy_docs
 from conformance.sandbox.lifecycle import Progress, Sandbox
+from conformance.settings import EPP_IMAGE
 
 Obj = dict[str, Any]
 Realize = Callable[[Sandbox, Cluster, Sequence[str], bool], None]
@@ -158,9 +159,24 @@ def _rewrites_routes(cluster: Cluster, fault: str) -> bool:
     return ROUTE_REWRITES[fault](_canary_rule(cluster))
 
 
+def _configures_pickers(cluster: Cluster, _fault: str) -> bool:
+    """Whether a picker Deployment created now (dry run) gets a configuration of the fault's."""
+    labels = {"app": CANARY_NAME}
+    deployment = cluster.dry_run_create({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE},
+        "spec": {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "epp", "image": EPP_IMAGE, "args": ["--v=1"]}]},
+        }},
+    })  # fmt: skip
+    return "--config-text" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 POLICY_IN_FORCE: dict[str, Callable[[Cluster, str], bool]] = {
     "lws-group-restart": _denies_deletion,
     **dict.fromkeys(ROUTE_REWRITES, _rewrites_routes),
+    "endpoint-picker-load-blind": _configures_pickers,
 }
 
 

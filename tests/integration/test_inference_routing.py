@@ -166,6 +166,22 @@ def test_with_the_endpoint_pickers_down_pools_answer_errors(
     assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
 
 
+def test_a_load_blind_picker_fails_load_awareness_and_prefix_affinity(
+    sandbox: sbx.Sandbox, tmp_path: Path
+) -> None:
+    """The real picker with a configuration of one random picker: every request is answered,
+    the pools are Accepted, but a loaded pod keeps its share and a shared prefix spreads."""
+    pool_checks = ["inference-pool.load-aware", "inference-pool.prefix-affinity"]
+    checks = all_fail_under(sandbox, tmp_path, ["endpoint-picker-load-blind"], pool_checks)
+    loaded = checks["inference-pool.load-aware"]["message"]
+    assert "to get under half an even share (10 of 60)" in loaded
+    busy = checks["inference-pool.load-aware"]["evidence"]["observed"]["busy_pod"]
+    assert busy["served"] > 10, busy
+    prefix = checks["inference-pool.prefix-affinity"]["message"]
+    assert "at least 80% of 60 requests sharing a 1800-character prefix" in prefix
+    assert requirement_statuses(tmp_path)["advanced_inference_ingress"] == "failed"
+
+
 def test_a_gateway_that_ignores_weights_and_header_matches_fails_ai_inference(
     sandbox: sbx.Sandbox, tmp_path: Path
 ) -> None:
