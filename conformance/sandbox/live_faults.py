@@ -6,12 +6,14 @@ DaemonSet rolled. No other component is restarted."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 from conformance.cluster import Cluster, ObjectRef
 from conformance.errors import KaicError
@@ -89,11 +91,15 @@ def _nodes(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool)
 
 
 def _policy(_box: Sandbox, cluster: Cluster, names: Sequence[str], broken: bool) -> None:
-    for doc in (d for name in names for d in policy_docs(name)):
-        if broken:
-            lifecycle.apply(cluster, doc)
-        else:
+    for name, doc in ((n, d) for n in names for d in policy_docs(n)):
+        if not broken:
             cluster.delete(ObjectRef.of(doc))
+            continue
+        try:
+            lifecycle.apply(cluster, doc)
+        except DynamicApiError as exc:
+            raise KaicError(f"{name}: the API server refused its {doc['kind']}: "
+                            f"{_message(exc)[:300]}") from exc  # fmt: skip
     for name in names:
         _until_in_force(cluster, name, broken)
 
@@ -110,6 +116,13 @@ def _until_in_force(cluster: Cluster, fault: str, broken: bool) -> None:
             raise KaicError(f"{fault}: the API server's admission policy was not {state} "
                             f"within {POLICY_WAIT_S}s")  # fmt: skip
         time.sleep(0.2)
+
+
+def _message(exc: DynamicApiError) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 # Whose pod deletions each deletion-denying policy fault denies.
