@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client import ApiException
 
@@ -152,6 +152,9 @@ def _allocated(claim: Obj) -> bool:
     return bool((claim.get("status") or {}).get("allocation"))
 
 
+FINAL_GRACE_S = 10.0
+
+
 def _every_device_free(cluster: Cluster, target: DraTarget) -> bool:
     """No claim anywhere holds a device of the driver: then a pod the scheduler still cannot
     place will stay so, since nothing it waits for can be freed."""
@@ -166,29 +169,43 @@ def allocated_claims(
 ) -> list[Obj]:
     """Wait until the pod's `count` claims are allocated and reserved for it; return them.
 
-    Watches the pod: once it is bound its claims are allocated. With `target`, stops as soon as
+    Watches the pod: once it is bound its claims are allocated. With `target`, stops early once
     the scheduler has found the pod unschedulable while every device of the target's driver is
-    free (a final answer). Fails with the scheduler's reason either way."""
+    free, and still does FINAL_GRACE_S later (a final answer: the Unschedulable condition may
+    date from when other claims held the devices, and the scheduler retries once they are
+    freed). Fails with the scheduler's reason either way."""
     started = time.monotonic()
 
-    def decided(found: list[Obj]) -> list[Obj] | str | None:
+    def decided(found: list[Obj], may_end: bool) -> list[Obj] | str | None:
         pod = found[0] if found else {}
         if pod.get("spec", {}).get("nodeName"):
             claims = kube.cluster.list_objects(DRA_API, "ResourceClaim", namespace=kube.namespace)
             mine = [c for c in claims if _reserved_for(c, pod_name) and _allocated(c)]
             return mine if len(mine) >= count else None
-        if target and _unschedulable(pod) and _every_device_free(kube.cluster, target):
+        if may_end and target and _unschedulable(pod) and _every_device_free(kube.cluster, target):
             return "final"
         return None
 
-    try:
-        got = kube.cluster.wait_for(
-            "v1", "Pod", decided, timeout_s=timeout_s, namespace=kube.namespace, name=pod_name,
-            awaiting=f"{count} ResourceClaim(s) of pod {pod_name} to be allocated and reserved "
-            "for it",
-        )  # fmt: skip
-    except WaitTimeout:
-        got = "timeout"
+    def wait(seconds: float, may_end: bool) -> list[Obj] | str:
+        def condition(found: list[Obj]) -> list[Obj] | str | None:
+            return decided(found, may_end)
+
+        try:
+            result = cast("list[Obj] | str", kube.cluster.wait_for(
+                "v1", "Pod", condition, timeout_s=seconds,
+                namespace=kube.namespace, name=pod_name,
+                awaiting=f"{count} ResourceClaim(s) of pod {pod_name} to be allocated and "
+                "reserved for it",
+            ))  # fmt: skip
+        except WaitTimeout:
+            return "timeout"
+        return result
+
+    got = wait(timeout_s, may_end=True)
+    if got == "final":  # give the scheduler its retry, then look again
+        got = wait(FINAL_GRACE_S, may_end=False)
+        if got == "timeout":
+            got = wait(max(1.0, timeout_s - (time.monotonic() - started)), may_end=True)
     if isinstance(got, list):
         return got
     pod = kube.cluster.get(ObjectRef("v1", "Pod", pod_name, kube.namespace))
