@@ -74,9 +74,11 @@ def _send(
     wanted = ({"prefill_decode": 1, "prefills": 1, "decodes": 1} if kind == "long"
               else {"decode_only": 1, "decodes": 1})  # fmt: skip
 
+    last: dict[str, float] = {}
+
     def settled() -> tuple[dict[str, float] | None, str]:
-        delta = llm_d.counts(kube, deployment).since(before)
-        return (delta if all(delta[k] >= n for k, n in wanted.items()) else None), str(delta)
+        last.update(llm_d.counts(kube, deployment).since(before))
+        return (dict(last) if all(last[k] >= n for k, n in wanted.items()) else None), str(last)
 
     path = ("the scheduler to decide prefill-decode, the prefill pod to run a prefill for a "
             "remote decode and the decode pod to finish the request" if kind == "long"
@@ -86,7 +88,7 @@ def _send(
                            timeout_s=COUNTS_SETTLE_S)  # fmt: skip
     except WaitTimeout as exc:
         fail(expected=f"{path} (counter increases at least {wanted})",
-             observed=f"{_diagnosis(llm_d.counts(kube, deployment).since(before))}; {exc}",
+             observed=f"{_diagnosis(last)}; {exc}",
              next_step=_next_step(kube, deployment))  # fmt: skip
     kube.evidence.observe(f"{kind}_prompt_counts", delta)
     if kind == "short" and (delta["prefill_requests"] or delta["prefill_decode"]):

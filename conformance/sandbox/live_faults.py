@@ -100,8 +100,12 @@ def _policy(_box: Sandbox, cluster: Cluster, names: Sequence[str], broken: bool)
         except DynamicApiError as exc:
             raise KaicError(f"{name}: the API server refused its {doc['kind']}: "
                             f"{_message(exc)[:300]}") from exc  # fmt: skip
-    for name in names:
-        _until_in_force(cluster, name, broken)
+    try:
+        for name in names:
+            _until_in_force(cluster, name, broken)
+    finally:  # the canary pod a deletion-denying fault's probe needed
+        if any(name in POLICY_SUBJECTS for name in names):
+            cluster.delete(ObjectRef("v1", "Pod", CANARY_NAME, CANARY_NAMESPACE))
 
 
 def _until_in_force(cluster: Cluster, fault: str, broken: bool) -> None:
@@ -131,8 +135,9 @@ CANARY_NAME, CANARY_NAMESPACE = "kaic-sandbox-fault-canary", "default"
 
 
 def _denies_deletion(cluster: Cluster, fault: str) -> bool:
-    """Whether a dry-run deletion of a canary pod, as the fault's subject, is denied."""
-    canary = cluster.apply({
+    """Whether a dry-run deletion of a canary pod (applied once, kept until _policy is done),
+    as the fault's subject, is denied."""
+    cluster.apply({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": CANARY_NAME, "namespace": CANARY_NAMESPACE},
         "spec": {"nodeName": lifecycle.monitoring_node(),
@@ -141,10 +146,7 @@ def _denies_deletion(cluster: Cluster, fault: str) -> bool:
     impersonating = client.ApiClient(cluster.configuration, "Impersonate-User",
                                      POLICY_SUBJECTS[fault])  # fmt: skip
     impersonating.default_headers["Impersonate-Group"] = "system:masters"  # as its certificate
-    try:
-        return _denies(client.CoreV1Api(impersonating), fault)
-    finally:
-        cluster.delete(ObjectRef.of(canary))
+    return _denies(client.CoreV1Api(impersonating), fault)
 
 
 def _canary_rule(cluster: Cluster) -> Obj:
