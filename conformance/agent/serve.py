@@ -13,6 +13,7 @@ hit its prefix cache (`x-prefix-cache: hit|miss`, `vllm:prefix_cache_hits_total`
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import threading
@@ -179,6 +180,24 @@ def stream_chunks(state: State, path: str, model: str, text: str, request_id: st
         }
 
 
+def read_chunked(stream: io.BufferedIOBase) -> bytes:
+    """A request body in HTTP/1.1 chunked encoding. Left unread, its bytes would be taken for
+    the next request on the connection, which a gateway's pooled connection then sends."""
+    body = bytearray()
+    while True:
+        size_line = stream.readline(1024)
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ValueError(f"bad chunk size line {size_line[:40]!r}") from None
+        if size == 0:
+            while stream.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(body)
+        body += stream.read(size)
+        stream.readline(1024)  # the CRLF after the chunk
+
+
 def handler_for(state: State) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -218,8 +237,11 @@ def handler_for(state: State) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": {"message": f"no route {path}"}})
 
         def _body(self) -> Obj:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b"{}"
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                raw = read_chunked(self.rfile)  # as Envoy forwards a body an ext_proc has read
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b"{}"
             value = json.loads(raw or b"{}")
             if not isinstance(value, dict):
                 raise ValueError("the body must be a JSON object")

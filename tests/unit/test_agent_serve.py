@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -114,3 +115,22 @@ def test_another_model_or_a_bad_body_is_refused(server: str) -> None:
     assert bad.status_code == 400
     assert requests.get(f"{server}/v1/models", timeout=5).json()["data"][0]["id"] == "m1"
     assert value(samples(server), "vllm:request_success_total") == 0
+
+
+def test_a_chunked_body_is_read_and_the_connection_stays_usable(server: str) -> None:
+    """As Envoy forwards a body an ext_proc (the endpoint picker) has read: chunked, on a pooled
+    connection. Bytes left unread would be parsed as the next request."""
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        for model in ("m1", "m2"):
+            chunks = iter([json.dumps({"model": model, "prompt": "hi"}).encode()[i:i + 7]
+                           for i in range(0, 40, 7)])  # fmt: skip
+            conn.request("POST", "/v1/completions", body=chunks, encode_chunked=True,
+                         headers={"Transfer-Encoding": "chunked"})  # fmt: skip
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == (200 if model == "m1" else 404)  # the body's model was read
+    finally:
+        conn.close()
+    assert value(samples(server), "vllm:request_success_total") == 1
