@@ -12,20 +12,24 @@ ARGS   ?=
 KAIC_CACHE_DIR     ?= $(HOME)/.cache/kaic
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT         := $(KAIC_CACHE_DIR)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
+DEBIAN_PACKAGES    := nftables runc containernetworking-plugins busybox-static chromium
 
 .PHONY: setup run test lint unit integration bench clean repeat-runs
 
 $(STAMP): pyproject.toml
-	@# the sandbox's kube-proxy needs `nft`; without it the sandbox runs without kube-proxy
-	@command -v nft >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  { apt-get install -y -q nftables >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nftables >/dev/null 2>&1; }; }; } || \
-	  echo "note: nftables not installed (not root or no apt-get): the sandbox runs without kube-proxy"
-	@# report.html is checked in headless Chromium (Debian's package) by a test
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
-	  echo "note: chromium not installed (not root or no apt-get): the report.html test will fail"
+	@# Debian's packages, when root: nftables (kube-proxy's `nft`), runc, containernetworking-plugins
+	@# and busybox-static (the real nodes), chromium (report.html is checked in it by a test)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; } || \
+	    echo "note: apt-get could not install:" $$missing; \
+	  else \
+	    echo "note: not installed (not root or no apt-get):" $$missing "- the sandbox leaves out" \
+	      "what needs them (kube-proxy without nftables, real nodes without the others)"; \
+	  fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,sandbox]'

@@ -60,6 +60,16 @@ BUILDS = (
     # Built on its own, so that the four binaries above keep their cached build.
     GoBuild("kubernetes", ("k8s.io/kubernetes/cmd/kube-proxy",), ("kube-proxy",),
             ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS)),
+    # The real nodes' kubelet (same module, pins and flags); pause.c for their pause image.
+    GoBuild("kubernetes", ("k8s.io/kubernetes/cmd/kubelet",), ("kubelet",),
+            ("-tags=selinux,notest,grpcnotrace", "-ldflags", _K8S_LDFLAGS), "k8s.io/kubernetes",
+            ("build/pause/linux",)),
+    # Their container runtime (runc and the CNI plugins are Debian's, see the Makefile).
+    GoBuild("containerd", ("github.com/containerd/containerd/v2/cmd/containerd",
+                           "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+                           "github.com/containerd/containerd/v2/cmd/ctr"),
+            ("containerd", "containerd-shim-runc-v2", "ctr"),
+            ("-tags=no_btrfs,no_devmapper,no_zfs", "-ldflags", "-s -w")),
     GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w"),
             KWOK_MODULE, ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
                           "kustomize/stage/pod/fast", "kustomize/crd/bases")),
@@ -121,14 +131,17 @@ PART_COMPONENT = {
     "prometheus-adapter": "prometheus-adapter", "coredns": "dns", "gateway-api": "gateway",
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
     "llm-d": "gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
-    "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer",
+    "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer", "containerd": "real-nodes",
 }  # fmt: skip
+# Parts of the always-built kubernetes module that serve one component.
+BINARY_COMPONENT = {"kube-proxy": "kube-proxy", "kubelet": "real-nodes"}
 
 
 def component_of(step: GoBuild) -> str:
-    return (
-        "kube-proxy" if "kube-proxy" in step.binaries else PART_COMPONENT.get(step.module_dir, "")
-    )
+    for binary in step.binaries:
+        if binary in BINARY_COMPONENT:
+            return BINARY_COMPONENT[binary]
+    return PART_COMPONENT.get(step.module_dir, "")
 
 
 def steps_for(components: Collection[str] | None) -> tuple[GoBuild, ...]:

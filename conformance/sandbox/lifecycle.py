@@ -27,12 +27,14 @@ from conformance.sandbox import (
     dns,
     envoy_gateway,
     gateway,
+    images,
     kuberay,
     monitoring,
     netns,
     pki,
     pod_network,
     processes,
+    real_nodes,
     topology,
     trainer,
 )
@@ -45,6 +47,7 @@ from conformance.sandbox.processes import free_port
 COMPONENTS = (
     "kueue", "lws", "dra-driver", "prometheus", "accelerator-exporter", "prometheus-adapter",
     "gateway", "ai-gateway", "kube-proxy", "dns", "autoscaler", "kuberay", "kubeflow-trainer",
+    "real-nodes",
 )  # fmt: skip
 # What the checks of each area (the check id's first part) need of the sandbox beyond the control
 # plane, the nodes, kube-proxy and DNS; a run of other areas' checks gets a sandbox without them
@@ -282,6 +285,7 @@ def up(
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
         _start_kube_proxy(box, bin_dir, logs, say, ports)
+        _start_real_nodes(box, ca, cache, logs, say)
         _start_autoscaler(box, bin_dir, cache / "data", say, ports)
         if _with_dns(box):
             say(
@@ -293,6 +297,7 @@ def up(
         _start_operators(box, cache / "data", ca, say)
         _start_monitoring(box, say)
         _operators_ready(box, say)
+        _real_nodes_ready(box, say)
     except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
         save(box)  # every process started so far, also those not yet recorded
         down(directory, remove=False)
@@ -357,6 +362,9 @@ def _start_control_plane(
     ca.issue("admin", "kaic-admin", org="system:masters", client=True)
     ca.issue("lws-controller", controllers.LWS_USER, org="system:masters", client=True)
     proxy = proxy_ca.issue("front-proxy-client", "front-proxy-client", client=True)
+    # for logs, exec and port-forward through the kubelets (KWOK's and the real nodes')
+    kubelet_client = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                              org="system:masters", client=True)  # fmt: skip
     sa_key = pki.service_account_key(pki_dir)
     box.server = f"https://127.0.0.1:{host_port}"
     box.inner_server = f"https://127.0.0.1:{api_port}"
@@ -399,6 +407,9 @@ def _start_control_plane(
         "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
         "--proxy-client-cert-file", str(proxy[0]), "--proxy-client-key-file", str(proxy[1]),
         "--enable-aggregator-routing=true", "--kubelet-preferred-address-types", "InternalIP",
+        "--kubelet-client-certificate", str(kubelet_client[0]),
+        "--kubelet-client-key", str(kubelet_client[1]),
+        "--kubelet-certificate-authority", str(ca.cert_path),
         # Beta, off by default in 1.35: a fault is realized as one (routes-strip-prefill-header)
         "--feature-gates", "MutatingAdmissionPolicy=true",
         "--runtime-config", "admissionregistration.k8s.io/v1beta1=true",
@@ -517,7 +528,8 @@ def _start_nodes(
         str(bin_dir / "kwok"), "--kubeconfig", str(box.component_kubeconfig),
         "--config", str(stages),
         "--manage-nodes-with-label-selector", "=".join(topology.KWOK_LABEL),
-        "--cidr", box.pod_cidr, "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
+        "--cidr", netns.KWOK_POD_CIDR if box.netns else box.pod_cidr,
+        "--node-ip", "127.0.0.1", "--enable-crds", "Logs",
         "--server-address", f"127.0.0.1:{kubelet_port}", "--node-port", str(kubelet_port),
         "--tls-cert-file", str(crt), "--tls-private-key-file", str(key),
         # Node leases, renewed every 10 s, as kubelets keep them: without, the nodes' only
@@ -615,6 +627,41 @@ def _start_kube_proxy(
     processes.wait_until("kube-proxy", lambda: netns.call(box.netns, lambda: _http_ok(
         f"http://{healthz}/healthz")), box.pids["kube-proxy"], logs / "kube-proxy.log",
         timeout_s=60)  # fmt: skip
+
+
+def _start_real_nodes(box: Sandbox, ca: pki.CA, cache: Path, logs: Path, say: Progress) -> None:
+    if "real-nodes" in box.without:
+        return
+    namespace = box.netns
+    why_not = real_nodes.missing() if namespace else "they need the sandbox's network namespace"
+    if why_not or namespace is None:
+        say(f"real nodes left out: {why_not}")
+        return
+    names = ", ".join(n.name for n in real_nodes.NODES)
+    say(f"starting real nodes ({names}): kubelet, containerd, runc, CNI")
+
+    def record(name: str, pid: int) -> None:
+        box.pids[name] = pid
+        save(box)
+
+    real_nodes.start(
+        box.directory, namespace, int(box.inner_server.rsplit(":", 1)[1]), ca, cache / "bin",
+        images.node_images(cache), [dns.CLUSTER_IP] if _with_dns(box) else [], logs, record,
+    )  # fmt: skip
+
+
+def _real_nodes_ready(box: Sandbox, say: Progress) -> None:
+    names = {n.name for n in real_nodes.NODES}
+    if not names <= {name.removesuffix("-kubelet") for name in box.pids}:
+        return
+    admin(box).wait_for(
+        "v1", "Node",
+        lambda objs: {o["metadata"]["name"] for o in objs if _ready(o)} >= names or None,
+        awaiting=f"real nodes {', '.join(sorted(names))} to be Ready (their kubelets' logs: "
+        f"{box.directory / 'logs'})", timeout_s=60,
+        label_selector="=".join(real_nodes.LABEL),
+    )  # fmt: skip
+    say(f"real nodes ready: {', '.join(sorted(names))}")
 
 
 def _start_gateway(box: Sandbox, data: Path, ca: pki.CA, say: Progress) -> None:
@@ -717,6 +764,7 @@ def down(directory: Path, *, remove: bool = True) -> list[str]:
     later = {name for wave in waves for name in wave}
     order = [n for n in box.pids if n not in later]
     processes.stop([box.pids[n] for n in order])
+    real_nodes.teardown(directory)  # their containers and shims, mounts and cgroups
     for wave in waves:
         names = [n for n in wave if n in box.pids]
         processes.stop([box.pids[n] for n in names])

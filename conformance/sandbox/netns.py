@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TypeVar
 
 POD_CIDR = "10.244.0.0/16"
+# KWOK's pods take the lower half; real nodes' pod ranges are /24s of the upper (real_nodes.py).
+KWOK_POD_CIDR = "10.244.0.0/17"
 # Service ClusterIPs: local in the namespace, so that connections to them reach the OUTPUT hook
 # where kube-proxy's nftables rules translate them (and are refused where nothing does).
 SERVICE_CIDR = "10.96.0.0/16"

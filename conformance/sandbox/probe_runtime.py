@@ -298,9 +298,11 @@ class ProbeRuntime:
     def start(self, pod: Obj) -> None:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}/{meta['uid']}"
-        node = self.cluster.get(ObjectRef("v1", "Node", pod["spec"]["nodeName"])) or {
-            "metadata": {"name": pod["spec"]["nodeName"]}
-        }
+        found = self.cluster.get(ObjectRef("v1", "Node", pod["spec"]["nodeName"]))
+        label, kwok = topology.KWOK_LABEL
+        if found is not None and (found["metadata"].get("labels") or {}).get(label) != kwok:
+            return  # a real node's pod: its kubelet runs it
+        node = found or {"metadata": {"name": pod["spec"]["nodeName"]}}
         run = Running(key)
         with self.lock:
             if key in self.running:

@@ -37,9 +37,10 @@ BARE = [
 
 def box_key(without: Sequence[str] = (), breaks: Sequence[str] = (), gateway: bool = False) -> Key:
     """Which sandbox: faulted ones leave the gateway out (it adds tens of seconds to each start)
-    unless the test asks for it with `gateway=True`."""
-    if (without or breaks) and not gateway:
-        without = [*without, "gateway"]
+    unless the test asks for it with `gateway=True`, and the real nodes (no fault is made on
+    them yet, and nothing but test_real_nodes' pods runs there)."""
+    if without or breaks:
+        without = [*without, "real-nodes", *([] if gateway else ["gateway"])]
     return tuple(sorted(set(without))), tuple(sorted(set(breaks)))
 
 

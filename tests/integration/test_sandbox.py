@@ -13,7 +13,7 @@ from kubernetes import client
 
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
-from conformance.sandbox import processes
+from conformance.sandbox import processes, real_nodes
 from tests.integration.conftest import BARE, admin_of
 
 pytestmark = pytest.mark.sandbox
@@ -44,7 +44,9 @@ def ready(node: Obj) -> bool:
 
 def test_nodes_ready_with_the_default_topology(admin: Cluster) -> None:
     nodes = nodes_by_name(admin)
-    assert set(nodes) == {"cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-ts-0", "gpu-dra-0", "gpu-dra-1"}
+    real = {node.name for node in real_nodes.NODES}  # see test_real_nodes
+    assert set(nodes) == {"cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-ts-0", "gpu-dra-0", "gpu-dra-1",
+                          *real}  # fmt: skip
     assert all(ready(n) for n in nodes.values())
     for name in ("gpu-dp-0", "gpu-dp-1"):
         node = nodes[name]

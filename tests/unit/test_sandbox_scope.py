@@ -37,7 +37,7 @@ def test_a_batch_run_leaves_the_monitoring_and_gateways_out() -> None:
                                      "lws.group-created", "gpu.taint-respected"])  # fmt: skip
     assert left_out == ["dra-driver", "prometheus", "accelerator-exporter",
                         "prometheus-adapter", "gateway", "ai-gateway", "autoscaler",
-                        "kuberay", "kubeflow-trainer"]  # fmt: skip
+                        "kuberay", "kubeflow-trainer", "real-nodes"]  # fmt: skip
     assert "gateway" not in lifecycle.runs_components(left_out)
     assert "ai-gateway" not in lifecycle.runs_components(["gateway"])
     assert "prometheus-adapter" not in lifecycle.runs_components(["prometheus"])

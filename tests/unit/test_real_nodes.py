@@ -1,0 +1,91 @@
+"""What the real nodes are configured with, and the images they start with (no processes)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import json
+import tarfile
+import tomllib
+from pathlib import Path
+
+from conformance.sandbox import images, netns, real_nodes
+
+NODE = real_nodes.NODES[0]
+
+
+def members(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_an_image_archive_names_the_image_and_its_layer_digest() -> None:
+    files = [images.File("/bin/tool", b"\x7fELF..."), images.File("/bin/sh", link="tool")]
+    archive = images.archive("example.com/team/tool:1.0", files, ["/bin/tool"], "65532")
+    found = members(archive)
+    manifest = json.loads(found["manifest.json"])
+    assert manifest == [{"Config": "config.json", "RepoTags": ["example.com/team/tool:1.0"],
+                         "Layers": ["layer.tar"]}]  # fmt: skip
+    config = json.loads(found["config.json"])
+    digest = hashlib.sha256(found["layer.tar"]).hexdigest()
+    assert config["rootfs"]["diff_ids"] == [f"sha256:{digest}"]
+    assert config["config"]["User"] == "65532"
+    with tarfile.open(fileobj=io.BytesIO(found["layer.tar"])) as layer:
+        entries = {m.name: m for m in layer}
+    assert entries["bin"].isdir()
+    assert entries["bin/tool"].mode == 0o755
+    assert entries["bin/sh"].issym()
+    assert entries["bin/sh"].linkname == "tool"
+    # the same files make the same image: cached by content
+    assert images.archive("example.com/team/tool:1.0", files, ["/bin/tool"], "65532") == archive
+
+
+def test_containerd_keeps_to_the_nodes_own_folders_and_runc() -> None:
+    directory = Path("/tmp/some/sandbox")
+    config = tomllib.loads(real_nodes.containerd_config(directory, NODE))
+    own = real_nodes.node_dir(directory, NODE)
+    assert config["root"] == str(own / "containerd")
+    socket = config["grpc"]["address"]
+    assert socket.startswith(str(real_nodes.RUN_ROOT))
+    assert len(socket) < 108
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]
+    # this host gives no CAP_SYS_RESOURCE: runc could not lower a container's oom_score_adj
+    assert runtime["restrict_oom_score_adj"] is True
+    runc = runtime["containerd"]["runtimes"]["runc"]["options"]
+    assert runc["BinaryName"] == str(real_nodes.RUNC)
+    assert runc["SystemdCgroup"] is False
+    images_ = config["plugins"]["io.containerd.cri.v1.images"]
+    assert images_["pinned_images"]["sandbox"] == images.PAUSE_IMAGE
+    assert runtime["cni"]["conf_dir"] == str(own / "cni")
+
+
+def test_each_sandbox_and_node_has_its_own_cgroup_root() -> None:
+    a, b = Path("/tmp/a"), Path("/tmp/b")
+    assert real_nodes.cgroup(a, NODE) != real_nodes.cgroup(b, NODE)
+    config = real_nodes.kubelet_config(a, NODE, Path("ca.crt"), (Path("c"), Path("k")), [])
+    assert config["cgroupRoot"] == f"/{real_nodes.cgroup(a, NODE)}"
+    assert config["failCgroupV1"] is False  # this host has cgroup v1 only
+    assert config["authentication"] == {"anonymous": {"enabled": False},
+                                        "webhook": {"enabled": True},
+                                        "x509": {"clientCAFile": "ca.crt"}}  # fmt: skip
+    assert config["authorization"] == {"mode": "Webhook"}
+
+
+def test_real_nodes_pods_never_share_an_address_with_kwoks() -> None:
+    kwok = ipaddress.ip_network(netns.KWOK_POD_CIDR)
+    whole = ipaddress.ip_network(netns.POD_CIDR)
+    ranges = [ipaddress.ip_network(n.pod_cidr) for n in real_nodes.NODES]
+    for i, pods in enumerate(ranges):
+        assert pods.subnet_of(whole)
+        assert not pods.overlaps(kwok)
+        assert all(not pods.overlaps(other) for other in ranges[i + 1 :])
+    cni = real_nodes.cni_config(Path("/tmp/x"), NODE)
+    assert cni["plugins"][0]["ipam"]["ranges"] == [[{"subnet": NODE.pod_cidr}]]  # type: ignore[index]
+
+
+def test_the_node_namespace_holder_gives_the_kubelet_its_own_fixed_paths() -> None:
+    script = real_nodes.holder_command(Path("/d/nodes/system-0"))[-1]
+    assert "mount --bind /d/nodes/system-0/kubelet /var/lib/kubelet" in script
+    assert "mount --bind /d/nodes/system-0/pod-logs /var/log/pods" in script
+    assert script.endswith("exec sleep infinity")
