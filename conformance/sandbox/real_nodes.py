@@ -1,6 +1,6 @@
 """Real nodes: a kubelet with a containerd of its own (Debian's runc, the CNI reference plugins)
-per node, each node in a network namespace of its own, joined to the sandbox's namespace as a
-machine on its network.
+per node, each node in network and mount namespaces of its own (see holder_command), joined to
+the sandbox's network namespace as a machine on its network.
 
 Node i has the address 10.243.0.(i+1) on `eth0`, a default route via the sandbox's gateway
 address (169.254.1.1, answered by proxy ARP on the sandbox side, where the API server listens),
@@ -11,12 +11,12 @@ and `host-local` plugins, as containerd's CRI plugin calls them.
 Each node's processes and containers live in a cgroup tree of their own (`kaic-<sandbox>-<node>`
 in every cgroup v1 hierarchy): the kubelet's `cgroupRoot`, with containerd and the kubelet in its
 `system` child, so that containerd's shims, which leave their parent, are found and stopped with
-the containers. `teardown` kills what is left there, unmounts what containerd and the kubelet
-mounted (rootfs overlays, volumes, pod network namespaces) and removes the cgroups.
+the containers. `teardown` kills what is left there (the node's mounts go with its mount
+namespace) and removes the cgroups.
 
-This host's kernel keeps the caller out of CAP_SYS_RESOURCE, so no process may lower its
-`oom_score_adj`: containerd's `restrict_oom_score_adj` keeps the kubelet's negative values (for
-pause and Guaranteed pods) at containerd's own, instead of runc failing to start them.
+Root on this host has no CAP_SYS_RESOURCE, so no process may lower its `oom_score_adj`:
+containerd's `restrict_oom_score_adj` keeps the kubelet's negative values (for pause and
+Guaranteed pods) at containerd's own, instead of runc failing to start them.
 """
 
 from __future__ import annotations
