@@ -16,6 +16,10 @@ from conformance.settings import Settings
 Obj = dict[str, Any]
 SCHEDULE_TIMEOUT_S = 120
 PAUSE = ("python", "-m", "conformance.agent", "devices", "--hold", "600")
+NO_FIT_CHECK = (
+    "the scheduler places pods without checking their requests against what nodes "
+    "have: check its configuration (the NodeResourcesFit filter plugin)"
+)
 
 
 def _resource(cluster: Cluster, settings: Settings) -> str:
@@ -103,11 +107,18 @@ def test_pod_lands_on_gpu_node(kube: Kube, kaic_settings: Settings, evidence: Ev
     node = pod["spec"].get("nodeName")
     capacity = _capacity(kube.cluster, resource)
     evidence.observe("node", node)
-    if not node or capacity.get(node, 0) < 1:
+    gpu_nodes = [n for n, c in capacity.items() if c]
+    if not node:
         fail(
             expected=f"Pod/{kube.namespace}/one-gpu ({resource}: 1) to be scheduled on a GPU node",
-            observed=f"node {node!r}; scheduler: {_scheduler_message(pod)}",
-            next_step=f"kubectl describe pod; GPU nodes: {[n for n, c in capacity.items() if c]}",
+            observed=f"not scheduled; scheduler: {_scheduler_message(pod)}",
+            next_step=f"kubectl describe pod; GPU nodes: {gpu_nodes}",
+        )
+    if capacity.get(node, 0) < 1:
+        fail(
+            expected=f"Pod/{kube.namespace}/one-gpu ({resource}: 1) to be scheduled on a GPU node",
+            observed=f"scheduled on {node}, which has no {resource} allocatable",
+            next_step=f"{NO_FIT_CHECK}; GPU nodes: {gpu_nodes}",
         )
 
 
@@ -121,13 +132,16 @@ def test_oversized_pending(kube: Kube, kaic_settings: Settings, evidence: Eviden
     message = _scheduler_message(pod)
     evidence.observe("requested", count)
     evidence.observe("scheduler_message", message)
-    if pod["spec"].get("nodeName") or f"Insufficient {resource}" not in message:
-        fail(
-            expected=f"Pod/{kube.namespace}/too-big ({resource}: {count}, more than any node) "
-            f"to stay Pending with 'Insufficient {resource}'",
-            observed=f"node {pod['spec'].get('nodeName')!r}, scheduler: {message!r}",
-            next_step="the node's advertised capacity or the scheduler's accounting is wrong",
-        )
+    expected = (f"Pod/{kube.namespace}/too-big ({resource}: {count}, more than any node) to "
+                f"stay Pending with 'Insufficient {resource}'")  # fmt: skip
+    placed = pod["spec"].get("nodeName")
+    if placed:
+        has = _capacity(kube.cluster, resource).get(placed, 0)
+        fail(expected=expected, observed=f"scheduled on {placed}, which has {has} {resource}",
+             next_step=NO_FIT_CHECK)  # fmt: skip
+    if f"Insufficient {resource}" not in message:
+        fail(expected=expected, observed=f"Pending, but the scheduler says {message!r}",
+             next_step="the nodes' advertised capacity or the scheduler's accounting")  # fmt: skip
 
 
 @check("gpu.no-oversubscription", requirements=["gpu_scheduling"])
@@ -155,7 +169,7 @@ def test_no_oversubscription(kube: Kube, kaic_settings: Settings, evidence: Evid
             expected=f"Pod/{kube.namespace}/second to stay Pending: with first it asks for "
             f"{2 * each} {resource} on {node}, which has {count}",
             observed=f"both scheduled on {node}",
-            next_step="the node over-advertises, or the scheduler oversubscribes",
+            next_step=f"the node over-advertises {resource}, or {NO_FIT_CHECK}",
         )
 
 

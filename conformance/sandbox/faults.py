@@ -74,6 +74,9 @@ FAULTS: dict[str, Fault] = {
     "exporter-utilization-frozen": Fault(
         "the GPU exporter's utilization is stuck (every device reads as loaded)", "exporter",
         "accelerator-exporter"),
+    "scheduler-ignores-resource-fit": Fault(
+        "the scheduler's profile skips the resource-fit filter: pods land where their GPUs do "
+        "not fit", "scheduler"),
     "endpoint-picker-down": Fault(
         "endpoint pickers' pods look Ready, but no picker runs", "nodes"),
     "kuberay-operator-down": Fault(

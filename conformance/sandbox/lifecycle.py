@@ -35,6 +35,7 @@ from conformance.sandbox import (
     pod_network,
     processes,
     real_nodes,
+    scheduler,
     topology,
     trainer,
 )
@@ -443,9 +444,11 @@ def _start_control_plane(
         # a test cluster: the HPA acts on metrics every 5 s rather than 15 s
         "--horizontal-pod-autoscaler-sync-period", "5s",
     ], logs, netns=box.netns)  # fmt: skip
+    config = scheduler.write_config(box.directory, box.component_kubeconfig, box.breaks)
     box.pids["kube-scheduler"] = processes.start("kube-scheduler", [
-        str(bin_dir / "kube-scheduler"), *auth, "--secure-port", str(ports()),
-        "--bind-address", "127.0.0.1",
+        str(bin_dir / "kube-scheduler"), "--config", str(config),  # its kubeconfig, no election
+        "--authentication-kubeconfig", kubeconfig, "--authorization-kubeconfig", kubeconfig,
+        "--secure-port", str(ports()), "--bind-address", "127.0.0.1",
     ], logs, netns=box.netns)  # fmt: skip
     save(box)
     return ca

@@ -23,6 +23,7 @@ from conformance.sandbox import (
     kuberay,
     lifecycle,
     monitoring,
+    scheduler,
     topology,
 )
 from conformance.sandbox.build import built
@@ -248,8 +249,15 @@ def _kuberay(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: bool
     kuberay.wait_ready(cluster, box.breaks)
 
 
+def _scheduler(box: Sandbox, _cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:
+    box.pids["kube-scheduler"] = scheduler.restart(
+        box.directory, box.component_kubeconfig, box.pids["kube-scheduler"], box.netns, box.breaks
+    )
+    lifecycle.save(box)
+
+
 _REALIZE: dict[str, Realize] = {
-    "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue,
+    "nodes": _nodes, "policy": _policy, "lws": _lws, "kueue": _kueue, "scheduler": _scheduler,
     "prometheus": _prometheus, "exporter": _exporter, "adapter": _adapter,
     "autoscaler": _autoscaler, "kuberay": _kuberay,
 }  # fmt: skip
@@ -258,6 +266,7 @@ _STEP_SAYS = {
     "policy": "changing the admission policy in the API server",
     "lws": "re-registering the LWS webhooks",
     "kueue": "restarting Kueue with its changed configuration",
+    "scheduler": "restarting kube-scheduler with its changed profile",
     "prometheus": "reloading Prometheus with its changed scrape configuration",
     "exporter": "rolling the GPU exporter's DaemonSet",
     "adapter": "rolling prometheus-adapter with its changed rules",

@@ -99,6 +99,25 @@ def test_untainted_gpu_nodes_fail_taint_respected(sandbox: Any, tmp_path: Path) 
     assert "nodes with nvidia.com/gpu has one" in got["message"]
 
 
+def test_a_scheduler_that_skips_resource_fit_fails_gpu_scheduling(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    """The scheduler restarted with NodeResourcesFit's filter disabled places pods wherever
+    (gpu.pod-lands-on-gpu-node then fails only when it picks a node without GPUs: not asserted)."""
+    with broken(sandbox, "scheduler-ignores-resource-fit") as box:
+        checks = run(box, tmp_path, "--check", "gpu.oversized-pending",
+                     "--check", "gpu.no-oversubscription", profile="batch")  # fmt: skip
+    assert statuses(checks) == {"gpu.oversized-pending": "failed",
+                                "gpu.no-oversubscription": "failed"}  # fmt: skip
+    oversized = checks["gpu.oversized-pending"]["message"]
+    assert "(nvidia.com/gpu: 5, more than any node) to stay Pending" in oversized
+    assert "; observed scheduled on " in oversized
+    assert "the NodeResourcesFit filter plugin" in oversized
+    shared = checks["gpu.no-oversubscription"]["message"]
+    assert "asks for 6 nvidia.com/gpu on gpu-dp-" in shared
+    assert "which has 4; observed both scheduled on gpu-dp-" in shared
+
+
 def test_gpus_all_unhealthy_fail_resource_advertised(sandbox: Any, tmp_path: Path) -> None:
     """nvidia.com/gpu listed in every GPU node's capacity, 0 of it allocatable."""
     with broken(sandbox, "device-plugin-unhealthy") as box:

@@ -4,7 +4,9 @@ changes (checked against a real API server in the integration tests)."""
 
 from __future__ import annotations
 
-from conformance.sandbox import live_faults
+from pathlib import Path
+
+from conformance.sandbox import live_faults, scheduler
 from conformance.sandbox.faults import FAULTS, policy_docs
 
 
@@ -25,3 +27,13 @@ def test_the_route_policy_removes_the_prefill_header_on_creation_only() -> None:
     assert rule["operations"] == ["CREATE"]
     assert "x-prefiller-host-port" in policy["spec"]["variables"][0]["expression"]
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+
+
+def test_the_scheduler_fault_disables_only_the_resource_fit_filter() -> None:
+    healthy = scheduler.config(Path("k"), [])
+    assert healthy["profiles"] == [{"schedulerName": "default-scheduler"}]
+    assert healthy["clientConnection"] == {"kubeconfig": "k"}
+    broken = scheduler.config(Path("k"), [scheduler.IGNORES_FIT])
+    assert broken["profiles"][0]["plugins"] == {
+        "filter": {"disabled": [{"name": "NodeResourcesFit"}]}}  # fmt: skip
+    assert FAULTS[scheduler.IGNORES_FIT].realized_by == "scheduler"
