@@ -1,13 +1,20 @@
 # The kaic image: runs the suite (`kaic entrypoint`, as a Sonobuoy plugin or a Job) and every
 # probe pod (`python -m conformance.agent ...`). One image, so an air-gapped cluster mirrors one.
 #   docker build -t ghcr.io/kaic-dev/kaic-probe:0.1.0 .
-FROM python:3.12-slim
+# BASE: any image with Python >= 3.11 and pip; the sandbox builds it on a Debian base it makes
+# with debootstrap (conformance/sandbox/probe_image.py), since it can pull no image.
+ARG BASE=python:3.12-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_BREAK_SYSTEM_PACKAGES=1
 
+# pip's certificate bundle, for a build behind an intercepting proxy (the sandbox passes the
+# host's); empty: pip's own
+ARG PIP_CERT=""
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY conformance/ conformance/

@@ -141,7 +141,7 @@ def start(
         _connect(node, sandbox_netns, netns.path_of(holder))
         _make_cgroups(directory, node)
         _start_containerd(directory, node, holder, bin_dir, logs, record)
-        _import(directory, node, bin_dir, image_archives)
+        import_images(directory, node, bin_dir, image_archives)
         _start_kubelet(directory, node, holder, api_port, ca, bin_dir, cluster_dns, logs, record)
 
 
@@ -296,7 +296,7 @@ def _start_containerd(
                          logs / f"{name}.log", timeout_s=30)  # fmt: skip
 
 
-def _import(directory: Path, node: RealNode, bin_dir: Path, archives: list[Path]) -> None:
+def import_images(directory: Path, node: RealNode, bin_dir: Path, archives: list[Path]) -> None:
     socket = str(run_dir(directory, node) / "containerd.sock")
     for archive in archives:
         done = subprocess.run([str(bin_dir / "ctr"), "--address", socket, "--namespace", "k8s.io",

@@ -3,6 +3,7 @@ KWOK's nodes, and `down` leaves none of it behind."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ import pytest
 
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
-from conformance.sandbox import images, processes, real_nodes
-from conformance.sandbox.build import KUBERNETES_VERSION
+from conformance.probes import PROBE_IMAGE
+from conformance.sandbox import images, probe_image, processes, real_nodes
+from conformance.sandbox.build import KUBERNETES_VERSION, cache_root
 from tests.integration.conftest import admin_of
 
 pytestmark = pytest.mark.sandbox
@@ -95,6 +97,30 @@ def test_a_pod_runs_as_a_container_under_restricted(
     write = kubectl(sandbox, "-n", restricted_ns, "exec", "probe", "--", "/bin/touch", "/x")
     assert write.returncode != 0
     assert "Read-only file system" in write.stdout + write.stderr
+
+
+def test_the_probe_image_built_here_runs_a_probe_under_restricted(
+    sandbox: sbx.Sandbox, admin: Cluster, restricted_ns: str
+) -> None:
+    """The project's Dockerfile, built with buildah on a debootstrapped Debian base, imported
+    into the node's containerd, runs the probe agent as the checks' pods do."""
+    archive = probe_image.build(cache_root(), print)
+    real_nodes.import_images(sandbox.directory, NODE, Path(sandbox.cache) / "bin", [archive])
+    pod = pod_on_the_real_node("agent", restricted_ns, "")
+    container = pod["spec"]["containers"][0]
+    container.update(
+        image=PROBE_IMAGE,
+        imagePullPolicy="IfNotPresent",
+        readinessProbe=None,
+        command=["python", "-m", "conformance.agent", "devices", "--hold", "600"],
+    )
+    pod["spec"]["containers"][0] = {k: v for k, v in container.items() if v is not None}
+    admin.apply(pod)
+    wait_ready(admin, restricted_ns, "agent")
+    report = json.loads(kubectl(sandbox, "-n", restricted_ns, "logs", "agent").stdout)
+    assert report["hostname"] == "agent"
+    assert report["gpu_device_nodes"] == []  # no GPU on this node, none asked for
+    assert report["nvml"]["available"] is False
 
 
 def test_down_leaves_no_container_mount_or_cgroup_of_a_real_node(tmp_path: Path) -> None:

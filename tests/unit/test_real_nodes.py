@@ -10,7 +10,7 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-from conformance.sandbox import images, netns, real_nodes
+from conformance.sandbox import images, netns, probe_image, real_nodes
 
 NODE = real_nodes.NODES[0]
 
@@ -89,3 +89,22 @@ def test_the_node_namespace_holder_gives_the_kubelet_its_own_fixed_paths() -> No
     assert "mount --bind /d/nodes/system-0/kubelet /var/lib/kubelet" in script
     assert "mount --bind /d/nodes/system-0/pod-logs /var/log/pods" in script
     assert script.endswith("exec sleep infinity")
+
+
+def test_the_probe_image_is_keyed_by_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    for name in probe_image.CONTEXT:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "." in Path(name).name or name == "Dockerfile":
+            path.write_text(name)
+        else:
+            (path / "a.py").parent.mkdir(parents=True, exist_ok=True)
+            (path / "a.py").write_text("x = 1\n")
+    key = probe_image.content_key(tmp_path)
+    (tmp_path / "conformance" / "__pycache__").mkdir()
+    (tmp_path / "conformance" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.py").write_text("not copied")
+    assert probe_image.content_key(tmp_path) == key  # caches and files it does not copy
+    (tmp_path / "conformance" / "a.py").write_text("x = 2\n")
+    assert probe_image.content_key(tmp_path) != key
