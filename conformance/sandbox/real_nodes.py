@@ -44,7 +44,7 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 RUN_ROOT = Path("/run/kaic")  # sockets: short paths (a unix socket path has 108 bytes)
 LABEL = ("kaic.dev/real-node", "true")
 # Until the probe image runs on real nodes, only pods that say so land there.
-TAINT = f"{LABEL[0]}={LABEL[1]}:NoSchedule"
+TAINT = {"key": LABEL[0], "value": LABEL[1], "effect": "NoSchedule"}
 KUBELET_PORT = 10250
 NODE_NAMES = ("system-0",)
 # What a kubelet sets on the host (its kernel tunables): saved before the first real node of this
@@ -330,6 +330,7 @@ def kubelet_config(directory: Path, node: RealNode, ca: Path, serving: tuple[Pat
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "localStorageCapacityIsolation": False,
         "makeIPTablesUtilChains": False, "serializeImagePulls": False, "maxPods": 110,
+        "registerWithTaints": [TAINT],
     }  # fmt: skip
 
 
@@ -365,7 +366,7 @@ def _start_kubelet(
         str(bin_dir / "kubelet"), "--config", str(own / "kubelet.yaml"),
         "--kubeconfig", str(own / "kubeconfig"),
         "--hostname-override", node.name, "--node-ip", node.ip,
-        "--node-labels", "=".join(LABEL), "--register-with-taints", TAINT,
+        "--node-labels", "=".join(LABEL),
     ])), logs)  # fmt: skip
     record(name, pid)
 
