@@ -19,6 +19,7 @@ from kubernetes import client
 
 from conformance.cluster import Cluster
 from conformance.cluster.connect import ConnectOptions, load_configuration
+from conformance.cluster.wait import WaitTimeout
 from conformance.errors import KaicError
 from conformance.sandbox import (
     ai_gateway,
@@ -299,9 +300,11 @@ def up(
         _start_monitoring(box, say)
         _operators_ready(box, say)
         _real_nodes_ready(box, say)
-    except BaseException:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
+    except BaseException as exc:  # a failure, Ctrl-C, or SIGTERM/SIGHUP (see cli.STOP_SIGNALS)
         save(box)  # every process started so far, also those not yet recorded
         down(directory, remove=False)
+        if isinstance(exc, WaitTimeout):  # a component never got ready: one line, as any error
+            raise KaicError(f"sandbox: {exc}") from exc
         raise
     say(f"sandbox ready in {time.monotonic() - started:.1f}s")
     return box
