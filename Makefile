@@ -12,14 +12,15 @@ ARGS   ?=
 KAIC_CACHE_DIR     ?= $(HOME)/.cache/kaic
 ACTIONLINT_VERSION := v1.7.12
 ACTIONLINT         := $(KAIC_CACHE_DIR)/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
-DEBIAN_PACKAGES    := nftables runc containernetworking-plugins busybox-static debootstrap buildah chromium
+DEBIAN_PACKAGES    := nftables runc containernetworking-plugins busybox-static skopeo debootstrap buildah \
+                      chromium
 
 .PHONY: setup run test lint unit integration bench clean repeat-runs
 
 $(STAMP): pyproject.toml
-	@# Debian's packages, when root: nftables (kube-proxy's `nft`), runc, containernetworking-plugins
-	@# and busybox-static (the real nodes), debootstrap and buildah (the probe image), chromium
-	@# (report.html is checked in it by a test)
+	@# Debian's packages, when root: nftables (kube-proxy's `nft`); runc, containernetworking-plugins,
+	@# busybox-static and skopeo (the real nodes and their registry); debootstrap and buildah (the
+	@# probe image); chromium (report.html is checked in it by a test)
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

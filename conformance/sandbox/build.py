@@ -66,10 +66,12 @@ BUILDS = (
             ("build/pause/linux",)),
     # Their container runtime (runc and the CNI plugins are Debian's, see the Makefile).
     GoBuild("containerd", ("github.com/containerd/containerd/v2/cmd/containerd",
-                           "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
-                           "github.com/containerd/containerd/v2/cmd/ctr"),
-            ("containerd", "containerd-shim-runc-v2", "ctr"),
+                           "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"),
+            ("containerd", "containerd-shim-runc-v2"),
             ("-tags=no_btrfs,no_devmapper,no_zfs", "-ldflags", "-s -w")),
+    # The registry the real nodes pull their images from.
+    GoBuild("registry", ("github.com/distribution/distribution/v3/cmd/registry",), ("registry",),
+            ("-ldflags", "-s -w")),
     GoBuild("kwok", ("sigs.k8s.io/kwok/cmd/kwok",), ("kwok",), ("-ldflags", "-s -w"),
             KWOK_MODULE, ("kustomize/stage/node/fast", "kustomize/stage/node/heartbeat",
                           "kustomize/stage/pod/fast", "kustomize/crd/bases")),
@@ -132,6 +134,7 @@ PART_COMPONENT = {
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
     "llm-d": "gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
     "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer", "containerd": "real-nodes",
+    "registry": "real-nodes",
 }  # fmt: skip
 # Parts of the always-built kubernetes module that serve one component.
 BINARY_COMPONENT = {"kube-proxy": "kube-proxy", "kubelet": "real-nodes"}

@@ -1,8 +1,8 @@
-"""Container images for the real nodes, made here (nothing can be pulled) and imported into each
-node's containerd under the names a cluster pulls them by.
+"""Container images for the real nodes, made here (nothing can be pulled) and pushed to the
+sandbox's registry under the names a cluster pulls them by (registry.py).
 
-An image is written as a Docker image archive (`manifest.json`, the config, one layer), which
-`ctr images import` reads; images are cached by content in `<cache>/images/`:
+An image is written as a Docker image archive (`manifest.json`, the config, one layer);
+images are cached by content in `<cache>/images/`:
 
 - `registry.k8s.io/pause:3.10.1`: Kubernetes' own pause.c (from the pinned k8s.io/kubernetes
   module), compiled static with gcc, as its build/pause Makefile does.
@@ -102,8 +102,8 @@ def busybox_files() -> list[File]:
             *(File(f"/bin/{a}", link="busybox") for a in BUSYBOX_APPLETS)]  # fmt: skip
 
 
-def node_images(cache: Path) -> list[Path]:
-    """The image archives every real node starts with, built once per content."""
+def node_images(cache: Path) -> list[tuple[str, Path]]:
+    """The images every real node uses (name, archive), built once per content."""
     folder = cache / "images"
     folder.mkdir(parents=True, exist_ok=True)
     pause_c = cache / "data" / "kubernetes" / "build" / "pause" / "linux" / "pause.c"
@@ -119,8 +119,8 @@ def node_images(cache: Path) -> list[Path]:
         return archive(BUSYBOX_IMAGE, busybox_files(), ["/bin/sh"])
 
     return [
-        _cached(folder, PAUSE_IMAGE, pause, pause_c.read_bytes()),
-        _cached(folder, BUSYBOX_IMAGE, busybox, BUSYBOX.read_bytes()),
+        (PAUSE_IMAGE, _cached(folder, PAUSE_IMAGE, pause, pause_c.read_bytes())),
+        (BUSYBOX_IMAGE, _cached(folder, BUSYBOX_IMAGE, busybox, BUSYBOX.read_bytes())),
     ]
 
 

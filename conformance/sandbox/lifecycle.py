@@ -36,11 +36,13 @@ from conformance.sandbox import (
     pod_network,
     processes,
     real_nodes,
+    registry,
     scheduler,
     topology,
     trainer,
 )
 from conformance.sandbox.build import build as build_components
+from conformance.sandbox.build import cache_root
 from conformance.sandbox.faults import FAULTS, cluster_objects, policy_docs
 from conformance.sandbox.netns import LOOPBACK_POD_CIDR
 from conformance.sandbox.probe_runtime import UPSTREAM_IMAGES
@@ -287,7 +289,7 @@ def up(
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
         _start_kube_proxy(box, bin_dir, logs, say, ports)
-        _start_real_nodes(box, ca, cache, logs, say)
+        _start_real_nodes(box, ca, cache, say, ports)
         _start_autoscaler(box, bin_dir, cache / "data", say, ports)
         if _with_dns(box):
             say(
@@ -635,24 +637,33 @@ def _start_kube_proxy(
         timeout_s=60)  # fmt: skip
 
 
-def _start_real_nodes(box: Sandbox, ca: pki.CA, cache: Path, logs: Path, say: Progress) -> None:
+def _start_real_nodes(
+    box: Sandbox, ca: pki.CA, cache: Path, say: Progress, ports: processes.Ports
+) -> None:
     if "real-nodes" in box.without:
         return
     namespace = box.netns
-    why_not = real_nodes.missing() if namespace else "they need the sandbox's network namespace"
+    why_not = (real_nodes.missing() or registry.missing() if namespace
+               else "they need the sandbox's network namespace")  # fmt: skip
     if why_not or namespace is None:
         say(f"real nodes left out: {why_not}")
         return
-    names = ", ".join(n.name for n in real_nodes.NODES)
-    say(f"starting real nodes ({names}): kubelet, containerd, runc, CNI")
 
     def record(name: str, pid: int) -> None:
         box.pids[name] = pid
         save(box)
 
+    say("starting the image registry (CNCF Distribution) for the real nodes")
+    port = ports()
+    registry.start(box.directory, namespace, cache / "bin", cache_root() / "registry", port,
+                   record)  # fmt: skip
+    for image, archive in images.node_images(cache):
+        registry.push(box.directory, namespace, archive, image)
+    names = ", ".join(n.name for n in real_nodes.NODES)
+    say(f"starting real nodes ({names}): kubelet, containerd, runc, CNI")
     real_nodes.start(
         box.directory, namespace, int(box.inner_server.rsplit(":", 1)[1]), ca, cache / "bin",
-        images.node_images(cache), [dns.CLUSTER_IP] if _with_dns(box) else [], logs, record,
+        port, [dns.CLUSTER_IP] if _with_dns(box) else [], box.directory / "logs", record,
     )  # fmt: skip
 
 

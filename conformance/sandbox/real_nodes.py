@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from conformance.errors import KaicError
-from conformance.sandbox import images, netns, pki, processes
+from conformance.sandbox import images, netns, pki, processes, registry
 from conformance.sandbox.pod_network import GATEWAY
 
 RUNC = Path("/usr/sbin/runc")  # Debian's runc (the Makefile installs it)
@@ -129,7 +129,7 @@ def start(
     api_port: int,
     ca: pki.CA,
     bin_dir: Path,
-    image_archives: list[Path],
+    registry_port: int,
     cluster_dns: list[str],
     logs: Path,
     record: Record,
@@ -140,8 +140,7 @@ def start(
         holder = _start_namespace(directory, node, logs, record)
         _connect(node, sandbox_netns, netns.path_of(holder))
         _make_cgroups(directory, node)
-        _start_containerd(directory, node, holder, bin_dir, logs, record)
-        import_images(directory, node, bin_dir, image_archives)
+        _start_containerd(directory, node, holder, bin_dir, registry_port, logs, record)
         _start_kubelet(directory, node, holder, api_port, ca, bin_dir, cluster_dns, logs, record)
 
 
@@ -248,6 +247,8 @@ state = "{run / "containerd"}"
   snapshotter = "overlayfs"
   [{cri}.images".pinned_images]
     sandbox = "{images.PAUSE_IMAGE}"
+  [{cri}.images".registry]
+    config_path = "{own / "certs.d"}"
 [{cri}.runtime"]
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
@@ -278,11 +279,18 @@ def cni_config(directory: Path, node: RealNode) -> dict[str, object]:
 
 
 def _start_containerd(
-    directory: Path, node: RealNode, holder: int, bin_dir: Path, logs: Path, record: Record
+    directory: Path,
+    node: RealNode,
+    holder: int,
+    bin_dir: Path,
+    registry_port: int,
+    logs: Path,
+    record: Record,
 ) -> None:
     own, run = node_dir(directory, node), run_dir(directory, node)
     for sub in ("containerd", "cni", "cdi", "ipam"):
         (own / sub).mkdir(parents=True, exist_ok=True)
+    registry.write_hosts(own / "certs.d", registry_port)
     run.mkdir(parents=True, exist_ok=True)
     (own / "containerd.toml").write_text(containerd_config(directory, node))
     (own / "cni" / "10-kaic.conflist").write_text(json.dumps(cni_config(directory, node)))
@@ -294,16 +302,6 @@ def _start_containerd(
     record(name, pid)
     processes.wait_until(f"{node.name}'s containerd", (run / "containerd.sock").exists, pid,
                          logs / f"{name}.log", timeout_s=30)  # fmt: skip
-
-
-def import_images(directory: Path, node: RealNode, bin_dir: Path, archives: list[Path]) -> None:
-    socket = str(run_dir(directory, node) / "containerd.sock")
-    for archive in archives:
-        done = subprocess.run([str(bin_dir / "ctr"), "--address", socket, "--namespace", "k8s.io",
-                               "images", "import", str(archive)],
-                              capture_output=True, text=True, check=False)  # fmt: skip
-        if done.returncode != 0:
-            raise KaicError(f"importing {archive.name} into {node.name}: {done.stderr[-300:]}")
 
 
 def kubelet_config(directory: Path, node: RealNode, ca: Path, serving: tuple[Path, Path],

@@ -15,7 +15,7 @@ import pytest
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
 from conformance.probes import PROBE_IMAGE
-from conformance.sandbox import images, probe_image, processes, real_nodes
+from conformance.sandbox import images, probe_image, processes, real_nodes, registry
 from conformance.sandbox.build import KUBERNETES_VERSION, cache_root
 from tests.integration.conftest import admin_of
 
@@ -38,7 +38,8 @@ def pod_on_the_real_node(name: str, namespace: str, script: str) -> Obj:
                      "tolerations": [{"key": real_nodes.LABEL[0], "operator": "Exists"}],
                      "containers": [{
                          "name": "probe", "image": images.BUSYBOX_IMAGE,
-                         "imagePullPolicy": "Never", "command": ["/bin/sh", "-c", script],
+                         "imagePullPolicy": "IfNotPresent",  # from the sandbox's registry
+                         "command": ["/bin/sh", "-c", script],
                          "securityContext": RESTRICTED,
                          "readinessProbe": {"exec": {"command": ["/bin/test", "-f", "/tmp/ready"]},
                                             "periodSeconds": 1},
@@ -102,10 +103,12 @@ def test_a_pod_runs_as_a_container_under_restricted(
 def test_the_probe_image_built_here_runs_a_probe_under_restricted(
     sandbox: sbx.Sandbox, admin: Cluster, restricted_ns: str
 ) -> None:
-    """The project's Dockerfile, built with buildah on a debootstrapped Debian base, imported
-    into the node's containerd, runs the probe agent as the checks' pods do."""
+    """The project's Dockerfile, built with buildah on a debootstrapped Debian base, pushed to
+    the sandbox's registry and pulled from there by its public name, runs the probe agent as the
+    checks' pods do."""
+    assert sandbox.netns is not None
     archive = probe_image.build(cache_root(), print)
-    real_nodes.import_images(sandbox.directory, NODE, Path(sandbox.cache) / "bin", [archive])
+    registry.push(sandbox.directory, sandbox.netns, archive, PROBE_IMAGE)
     pod = pod_on_the_real_node("agent", restricted_ns, "")
     container = pod["spec"]["containers"][0]
     container.update(

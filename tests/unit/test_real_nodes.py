@@ -10,7 +10,11 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-from conformance.sandbox import images, netns, probe_image, real_nodes
+import pytest
+
+from conformance.errors import KaicError
+from conformance.probes import PROBE_IMAGE
+from conformance.sandbox import images, netns, probe_image, real_nodes, registry
 
 NODE = real_nodes.NODES[0]
 
@@ -58,6 +62,19 @@ def test_containerd_keeps_to_the_nodes_own_folders_and_runc() -> None:
     images_ = config["plugins"]["io.containerd.cri.v1.images"]
     assert images_["pinned_images"]["sandbox"] == images.PAUSE_IMAGE
     assert runtime["cni"]["conf_dir"] == str(own / "cni")
+    assert images_["registry"]["config_path"] == str(own / "certs.d")
+
+
+def test_images_keep_their_public_names_in_the_sandboxs_registry() -> None:
+    assert registry.path_of(PROBE_IMAGE) == PROBE_IMAGE
+    assert registry.path_of(images.PAUSE_IMAGE) == "registry.k8s.io/pause:3.10.1"
+    assert registry.path_of("busybox:1.35") == "docker.io/library/busybox:1.35"
+    assert registry.path_of("team/tool:1") == "docker.io/team/tool:1"
+    with pytest.raises(KaicError, match="mirrors only"):
+        registry.path_of("quay.io/x/y:1")
+    hosts = tomllib.loads(registry.hosts_toml("ghcr.io", 20050))
+    mirror = hosts["host"]["http://169.254.1.1:20050/v2/ghcr.io"]
+    assert mirror == {"capabilities": ["pull", "resolve"], "override_path": True}
 
 
 def test_each_sandbox_and_node_has_its_own_cgroup_root() -> None:
