@@ -82,8 +82,8 @@ def test_kaic_run_without_kubeconfig_uses_a_fresh_sandbox(tmp_path: Path) -> Non
     said = " ".join(proc.stderr.split())  # the console wraps long lines
     # cluster.* needs none of the stack: neither started nor built
     assert ("without kueue, lws, dra-driver, prometheus, accelerator-exporter, prometheus-adapter,"
-            " gateway, ai-gateway, autoscaler, kuberay, kubeflow-trainer: none of the selected "
-            "checks uses them") in said  # fmt: skip
+            " gateway, ai-gateway, autoscaler, kuberay, kubeflow-trainer, real-nodes: none of the"
+            " selected checks uses them") in said  # fmt: skip
     data = json.loads((out / "results.json").read_text())
     assert baseline(data)["status"] == "passed"
     state = home / ".local/state/kaic/sandbox"
