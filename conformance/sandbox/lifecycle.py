@@ -791,6 +791,13 @@ def down(directory: Path, *, remove: bool = True) -> list[str]:
     return order
 
 
+def _real_node_line(node: dict[str, Any]) -> str:
+    info = (node.get("status") or {}).get("nodeInfo") or {}
+    state = "Ready" if _ready(node) else "NOT READY"
+    return (f"  real node {node['metadata']['name']}: {state}, kubelet "
+            f"{info.get('kubeletVersion')}, {info.get('containerRuntimeVersion')}")  # fmt: skip
+
+
 def describe(directory: Path) -> str:
     box = attach(directory)
     lines = [f"sandbox in {directory}: API server {box.server}", f"kubeconfig: {box.kubeconfig}"]
@@ -808,6 +815,8 @@ def describe(directory: Path) -> str:
         nodes = cluster.list_objects("v1", "Node")
         ready = sum(1 for n in nodes if _ready(n))
         lines.append(f"Kubernetes {version}; nodes ready: {ready}/{len(nodes)}")
+        lines += [_real_node_line(n) for n in nodes
+                  if (n["metadata"].get("labels") or {}).get(real_nodes.LABEL[0])]  # fmt: skip
     except Exception as exc:
         lines.append(f"API server not answering: {type(exc).__name__}")
     return "\n".join(lines)

@@ -69,7 +69,9 @@ def restricted_ns(admin: Cluster) -> Iterator[str]:
     admin.delete(ObjectRef("v1", "Namespace", name))
 
 
-def test_a_real_node_registers_its_kubelet_and_container_runtime(admin: Cluster) -> None:
+def test_a_real_node_registers_its_kubelet_and_container_runtime(
+    sandbox: sbx.Sandbox, admin: Cluster
+) -> None:
     node = admin.get(ObjectRef("v1", "Node", NODE.name))
     assert node is not None, f"no Node {NODE.name}"
     info = node["status"]["nodeInfo"]
@@ -80,6 +82,10 @@ def test_a_real_node_registers_its_kubelet_and_container_runtime(admin: Cluster)
     assert node["metadata"]["labels"][real_nodes.LABEL[0]] == real_nodes.LABEL[1]
     ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
     assert ready["Ready"] == "True"
+    status = sbx.describe(sandbox.directory)  # kaic sandbox status
+    assert f"real node {NODE.name}: Ready, kubelet {KUBERNETES_VERSION}, containerd://2.4.2" in (
+        status
+    )
 
 
 def test_a_pod_runs_as_a_container_under_restricted(
