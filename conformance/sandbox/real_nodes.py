@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -381,8 +382,7 @@ def teardown(directory: Path) -> None:
         # also where the kubelet made folders for hierarchies this host does not mount
         for hierarchy in (p for p in CGROUP_FS.iterdir() if p.is_dir()):
             _remove_cgroup(hierarchy / name)
-        with contextlib.suppress(OSError):
-            subprocess.run(["rm", "-rf", str(run_dir(directory, node))], check=False)
+        shutil.rmtree(run_dir(directory, node), ignore_errors=True)
     with contextlib.suppress(OSError):
         (RUN_ROOT / _sandbox_id(directory)).rmdir()
     if RUN_ROOT.is_dir() and not any(p.is_dir() for p in RUN_ROOT.iterdir()):

@@ -11,7 +11,6 @@ Images are pushed from Docker image archives with Debian's skopeo."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -44,18 +43,14 @@ def start(directory: Path, namespace: str, bin_dir: Path, storage: Path, port: i
     pid = processes.start("registry", [str(bin_dir / "registry"), "serve",
                                        str(directory / CONFIG)], logs, netns=namespace)  # fmt: skip
     record("registry", pid)
-    processes.wait_until("the image registry", lambda: netns.call(namespace, lambda: _listens(
-        port)), pid, logs / "registry.log", timeout_s=20)  # fmt: skip
+    processes.wait_until("the image registry",
+                         lambda: netns.call(namespace, lambda: processes.listening(port)),
+                         pid, logs / "registry.log", timeout_s=20)  # fmt: skip
 
 
 def port_of(directory: Path) -> int:
     config = yaml.safe_load((directory / CONFIG).read_text())
     return int(str(config["http"]["addr"]).rsplit(":", 1)[1])
-
-
-def _listens(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def path_of(image: str) -> str:

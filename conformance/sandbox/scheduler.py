@@ -3,7 +3,6 @@ a fault can change its profile as a platform's scheduler configuration would be 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,11 +46,7 @@ def restart(directory: Path, kubeconfig: Path, pid: int, namespace: str | None,
     logs = directory / "logs"
     new = processes.start("kube-scheduler", command, logs, netns=namespace)
     port = int(command[command.index("--secure-port") + 1])
-    processes.wait_until("kube-scheduler", lambda: netns.call(namespace, lambda: _listens(port)),
+    processes.wait_until("kube-scheduler",
+                         lambda: netns.call(namespace, lambda: processes.listening(port)),
                          new, logs / "kube-scheduler.log", timeout_s=30)  # fmt: skip
     return new
-
-
-def _listens(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0

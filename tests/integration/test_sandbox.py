@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,21 +172,16 @@ def test_without_dra_driver_no_devices_exist_and_claims_cannot_be_met(box: sbx.S
     assert "gpu.example.com" in cond["message"]
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_down_stops_every_process_and_frees_the_port(tmp_path: Path) -> None:
     directory = tmp_path / "box"
     box = sbx.up(directory)
     port = int(box.server.rsplit(":", 1)[1])
     assert sbx.is_running(directory)
-    assert listening(port)
+    assert processes.listening(port)
     stopped = sbx.down(directory)
     assert set(stopped) == set(box.pids)
     assert not any(processes.alive(pid) for pid in box.pids.values())
-    assert not listening(port)
+    assert not processes.listening(port)
     assert not directory.exists()
 
 
