@@ -69,6 +69,8 @@ BUILDS = (
                            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"),
             ("containerd", "containerd-shim-runc-v2"),
             ("-tags=no_btrfs,no_devmapper,no_zfs", "-ldflags", "-s -w")),
+    # The emulated NVIDIA device plugin of the real GPU nodes (kaic's own: see its main.go).
+    GoBuild("emulated-gpu", (".",), ("kaic-gpu-device-plugin",), ("-ldflags", "-s -w")),
     # The registry the real nodes pull their images from.
     GoBuild("registry", ("github.com/distribution/distribution/v3/cmd/registry",), ("registry",),
             ("-ldflags", "-s -w")),
@@ -134,7 +136,7 @@ PART_COMPONENT = {
     "inference-extension": "gateway", "envoy-gateway": "gateway", "ai-gateway": "ai-gateway",
     "llm-d": "gateway", "karpenter": "autoscaler", "kuberay": "kuberay",
     "jobset": "kubeflow-trainer", "trainer": "kubeflow-trainer", "containerd": "real-nodes",
-    "registry": "real-nodes",
+    "registry": "real-nodes", "emulated-gpu": "real-nodes",
 }  # fmt: skip
 # Parts of the always-built kubernetes module that serve one component.
 BINARY_COMPONENT = {"kube-proxy": "kube-proxy", "kubelet": "real-nodes"}

@@ -4,7 +4,7 @@ undone by `kaic sandbox mend`, see live_faults.py); docs/sandbox.md lists them."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -126,15 +126,31 @@ def node_specs(
     return out
 
 
+# Faults the emulated device plugin of a real node makes itself (it reads them from a file).
+PLUGIN_FAULTS = ("device-plugin-no-devices", "device-plugin-shares-devices",
+                 "device-plugin-unhealthy")  # fmt: skip
+
+
+def fault_labels(spec: topology.NodeSpec, breaks: Sequence[str]) -> dict[str, str]:
+    """`faults.kaic.dev/<fault>` for the faults the node's runtime makes (see NODE_FAULTS)."""
+    return {f"faults.kaic.dev/{f}": "true" for f in breaks if spec.kind in NODE_FAULTS.get(f, ())}
+
+
+def taints(spec: topology.NodeSpec, breaks: Sequence[str]) -> list[Obj]:
+    found = topology.node_taints(spec)
+    return [t for t in found if t != topology.GPU_TAINT or "gpu-nodes-untainted" not in breaks]
+
+
+def plugin_faults(spec: topology.NodeSpec, breaks: Sequence[str]) -> list[str]:
+    return [f for f in breaks if f in PLUGIN_FAULTS and spec.kind == "device-plugin"]
+
+
 def node_objects(
     spec: topology.NodeSpec, topo: dict[str, Any], breaks: Sequence[str]
 ) -> tuple[Obj, Obj]:
     node, status = topology.node_manifest(spec, topo)
-    for fault in breaks:
-        if spec.kind in NODE_FAULTS.get(fault, ()):
-            node["metadata"]["labels"][f"faults.kaic.dev/{fault}"] = "true"
-    if "gpu-nodes-untainted" in breaks:
-        node["spec"]["taints"] = [t for t in node["spec"]["taints"] if t != topology.GPU_TAINT]
+    node["metadata"]["labels"] |= fault_labels(spec, breaks)
+    node["spec"]["taints"] = taints(spec, breaks)
     if "device-plugin-unhealthy" in breaks and "nvidia.com/gpu" in status["status"]["capacity"]:
         # capacity stays; a plugin that marks its devices unhealthy advertises none allocatable
         status["status"]["allocatable"] = {**status["status"]["allocatable"], "nvidia.com/gpu": "0"}
@@ -145,10 +161,15 @@ def node_objects(
     return node, status
 
 
-def cluster_objects(breaks: Sequence[str], with_dra: bool) -> Iterable[tuple[Obj, bool]]:
-    """Every node object (and its status, flagged True) and ResourceSlice, faults applied."""
+def cluster_objects(
+    breaks: Sequence[str], with_dra: bool, skip: Collection[str] = ()
+) -> Iterable[tuple[Obj, bool]]:
+    """Every KWOK node object (and its status, flagged True) and ResourceSlice, faults applied;
+    not the nodes in `skip`, which a real kubelet registers."""
     topo, loaded = topology.load()
     for spec in node_specs(loaded, breaks):
+        if spec.name in skip:
+            continue
         node, status = node_objects(spec, topo, breaks)
         yield node, False
         yield {"apiVersion": "v1", "kind": "Node", "metadata": node["metadata"], **status}, True

@@ -4,11 +4,15 @@ emulated devices' state in dcgm-exporter's format (metric names, labels, `pod`/`
 `container` attribution).
 
 What it reports is driven by what really happens in the sandbox: the devices are the node's, from
-the sandbox topology; attribution comes from `podresources/<node>.json`, which the probe runtime
-writes as the kubelet's PodResources API would list it (what dcgm-exporter reads); utilization is
-high while a probe agent runs `burn` on the device (it touches `gpu-load/<node>/<uuid>`), and
-memory in use follows. Run by the probe runtime as the pod of a DaemonSet (image
-`kaic-sandbox/gpu-exporter`): `python -m conformance.sandbox.gpu_exporter --dir D --node N`.
+the sandbox topology; utilization is high while a probe agent runs `burn` on the device (it
+touches a file named for the GPU's UUID), and memory in use follows. Attribution comes from the
+kubelet's PodResources API, which dcgm-exporter reads too. Two sources, one per kind of node:
+
+- a KWOK node (`--dir D`): the probe runtime runs it as the pod of a DaemonSet (image
+  `kaic-sandbox/gpu-exporter`) and writes `D/podresources/<node>.json` as the PodResources API
+  would list it; the load marks are in `D/gpu-load/<node>/`;
+- a real node (`--podresources SOCKET --load-dir DIR`): its kubelet runs it from the probe image
+  with the node's PodResources socket and the emulated GPUs' load folder as hostPath volumes.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ import functools
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from conformance.sandbox import topology
+from conformance.sandbox import podresources, topology
 
 Obj = dict[str, Any]
 PORT = 9400
@@ -47,29 +53,50 @@ def devices(node: str) -> list[tuple[int, str]]:
     return [(i, topology.gpu_uuid(node, i)) for i in range(int(count))]
 
 
-def holders(directory: Path, node: str) -> dict[str, list[Obj]]:
-    """UUID -> the containers holding it (several where the GPU is time-sliced)."""
-    try:
-        entries: list[Obj] = json.loads((directory / "podresources" / f"{node}.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, list[Obj]] = {}
-    for entry in entries:
-        for uuid in entry.get("devices") or []:
-            out.setdefault(uuid, []).append(entry)
-    return out
+@dataclass(frozen=True)
+class Source:
+    """Where the exporter learns which containers hold the node's GPUs, and where their load
+    marks are."""
+
+    entries: Callable[[], list[Obj]]  # as PodResources lists them: pod, namespace, container
+    load_dir: Path
+
+    def holders(self) -> dict[str, list[Obj]]:
+        """UUID -> the containers holding it (several where the GPU is time-sliced: the device
+        plugin names a replica `<uuid>::<n>`)."""
+        out: dict[str, list[Obj]] = {}
+        for entry in self.entries():
+            for device in entry.get("devices") or []:
+                out.setdefault(str(device).split("::", 1)[0], []).append(entry)
+        return out
+
+    def loaded(self, uuid: str) -> bool:
+        try:
+            return time.time() - (self.load_dir / uuid).stat().st_mtime < LOAD_FRESH_S
+        except OSError:
+            return False
 
 
-def loaded(directory: Path, node: str, uuid: str) -> bool:
-    path = directory / "gpu-load" / node / uuid
-    try:
-        return time.time() - path.stat().st_mtime < LOAD_FRESH_S
-    except OSError:
-        return False
+def probe_runtime_source(directory: Path, node: str) -> Source:
+    def entries() -> list[Obj]:
+        try:
+            found: list[Obj] = json.loads((directory / "podresources" / f"{node}.json").read_text())
+        except (OSError, ValueError):
+            return []
+        return found
+
+    return Source(entries, directory / "gpu-load" / node)
+
+
+def kubelet_source(socket: str, load_dir: Path) -> Source:
+    def entries() -> list[Obj]:
+        return podresources.list_devices(socket, "nvidia.com/gpu")
+
+    return Source(entries, load_dir)
 
 
 def metrics(
-    directory: Path,
+    source: Source,
     node: str,
     *,
     with_memory: bool = True,
@@ -93,9 +120,9 @@ def metrics(
         families.pop("DCGM_FI_DEV_FB_FREE")
     # the faults `exporter-no-pod-mapping` (no kubelet pod-resources mapping) and
     # `exporter-utilization-frozen` (stale readings: every device reads as loaded, always)
-    held_by = holders(directory, node) if pod_mapping else {}
+    held_by = source.holders() if pod_mapping else {}
     for index, uuid in devices(node):
-        busy = frozen or loaded(directory, node, uuid)
+        busy = frozen or source.loaded(uuid)
         util = LOADED_UTIL if busy else 0
         used = IDLE_MIB + (HELD_MIB if held_by.get(uuid) else 0) + (total // 2 if busy else 0)
         values = {
@@ -122,7 +149,9 @@ def metrics(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dir", type=Path, required=True, help="the sandbox's directory")
+    parser.add_argument("--dir", type=Path, help="the sandbox's directory (on a KWOK node)")
+    parser.add_argument("--podresources", help="the kubelet's PodResources socket (real node)")
+    parser.add_argument("--load-dir", type=Path, help="the emulated GPUs' load marks (real node)")
     parser.add_argument("--node", default=os.environ.get("NODE_NAME", ""))
     parser.add_argument("--host", default=os.environ.get("POD_IP") or "0.0.0.0")
     parser.add_argument("--port", type=int, default=PORT)
@@ -130,6 +159,12 @@ def main() -> None:
     parser.add_argument("--no-pod-mapping", action="store_true", help="no pod/namespace labels")
     parser.add_argument("--frozen", action="store_true", help="utilization stuck at loaded")
     args = parser.parse_args()
+    if args.dir:
+        source = probe_runtime_source(args.dir, args.node)
+    elif args.podresources and args.load_dir:
+        source = kubelet_source(args.podresources, args.load_dir)
+    else:
+        parser.error("give --dir, or --podresources and --load-dir")
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *log_args: Any) -> None:
@@ -144,7 +179,7 @@ def main() -> None:
                 b"ok\n"
                 if path == "/health"
                 else metrics(
-                    args.dir,
+                    source,
                     args.node,
                     with_memory=not args.no_memory,
                     pod_mapping=not args.no_pod_mapping,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 import ssl
@@ -17,10 +18,11 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from conformance.cluster import Cluster
+from conformance.cluster import Cluster, ObjectRef
 from conformance.cluster.connect import ConnectOptions, load_configuration
 from conformance.cluster.wait import WaitTimeout
 from conformance.errors import KaicError
+from conformance.probes import PROBE_IMAGE
 from conformance.sandbox import (
     ai_gateway,
     autoscaler,
@@ -34,6 +36,7 @@ from conformance.sandbox import (
     netns,
     pki,
     pod_network,
+    probe_image,
     processes,
     real_nodes,
     registry,
@@ -108,6 +111,8 @@ class Sandbox:
     inner_server: str = ""
     # The build it runs from (build.py: only the parts of the components it has).
     cache: str = ""
+    # The nodes a real kubelet runs (real_nodes.py); the topology's others are KWOK's.
+    real_nodes: list[str] = field(default_factory=list)
 
     @property
     def component_kubeconfig(self) -> Path:
@@ -125,6 +130,7 @@ class Sandbox:
             "pod_cidr": self.pod_cidr,
             "inner_server": self.inner_server,
             "cache": self.cache,
+            "real_nodes": self.real_nodes,
         }
 
     @classmethod
@@ -140,6 +146,7 @@ class Sandbox:
             pod_cidr=data.get("pod_cidr", LOOPBACK_POD_CIDR),
             inner_server=data.get("inner_server", data["server"]),
             cache=data.get("cache", ""),
+            real_nodes=list(data.get("real_nodes", [])),
         )
 
 
@@ -284,12 +291,13 @@ def up(
                   breaks=list(breaks), cache=str(cache))  # fmt: skip
     try:
         _start_network(box, logs, say)
+        nodes = _plan_real_nodes(box, say)
         ports = processes.Ports(box.netns)
         ca = _start_control_plane(box, bin_dir, pki_dir, logs, say, ports)
         _start_controllers(box, ca, bin_dir, cache / "data", say, ports)
         _start_nodes(box, ca, bin_dir, cache / "data", logs, say, ports)
         _start_kube_proxy(box, bin_dir, logs, say, ports)
-        _start_real_nodes(box, ca, cache, say, ports)
+        _start_real_nodes(box, nodes, ca, cache, say, ports)
         _start_autoscaler(box, bin_dir, cache / "data", say, ports)
         if _with_dns(box):
             say(
@@ -553,7 +561,7 @@ def _start_nodes(
     ], logs, netns=box.netns)  # fmt: skip
     save(box)
     publish_nodes(box, cluster, say)
-    names = {n.name for n in topology.load()[1]}
+    names = {n.name for n in topology.load()[1]} - set(box.real_nodes)
     cluster.wait_for(
         "v1", "Node",
         lambda objs: {o["metadata"]["name"] for o in objs if _ready(o)} >= names or None,
@@ -572,8 +580,26 @@ def publish_nodes(box: Sandbox, cluster: Cluster, say: Progress) -> None:
     if with_dra:
         say("publishing DRA devices (emulated driver gpu.example.com)")
         apply(cluster, topology.device_class("dra-class-selects-nothing" in box.breaks))
-    for obj, is_status in cluster_objects(box.breaks, with_dra):
+    for obj, is_status in cluster_objects(box.breaks, with_dra, skip=set(box.real_nodes)):
         apply(cluster, obj, status=is_status)
+    _reshape_real_nodes(box, cluster)
+
+
+def _reshape_real_nodes(box: Sandbox, cluster: Cluster) -> None:
+    """The real GPU nodes as the box's faults shape them (at `up`, and again at break and
+    mend): their emulated driver and device plugin, and, once registered, labels and taints."""
+    topo, specs = topology.load()
+    specs = [dataclasses.replace(s, real=s.name in box.real_nodes) for s in specs]
+    for node in real_nodes.nodes(specs, topo, box.breaks):
+        if node.spec is None or node.spec.kind not in topology.GPU_KINDS:
+            continue
+        real_nodes.write_hardware(box.directory, node)
+        if cluster.get(ObjectRef("v1", "Node", node.name)) is None:
+            continue  # not registered yet: its kubelet registers it with these labels and taints
+        taints = [{"key": k, "value": v, "effect": e} for k, v, e in node.taints]
+        meta = {"name": node.name, "labels": dict(node.labels)}
+        apply(cluster, {"apiVersion": "v1", "kind": "Node", "metadata": meta,
+                        "spec": {"taints": taints}})  # fmt: skip
 
 
 def _start_autoscaler(
@@ -637,16 +663,35 @@ def _start_kube_proxy(
         timeout_s=60)  # fmt: skip
 
 
-def _start_real_nodes(
-    box: Sandbox, ca: pki.CA, cache: Path, say: Progress, ports: processes.Ports
-) -> None:
+def _plan_real_nodes(box: Sandbox, say: Progress) -> tuple[real_nodes.RealNode, ...]:
+    """The nodes a real kubelet will run (none where this host cannot), saved with the box."""
     if "real-nodes" in box.without:
-        return
-    namespace = box.netns
-    why_not = (real_nodes.missing() or registry.missing() if namespace
+        return ()
+    why_not = (real_nodes.missing() or registry.missing() if box.netns
                else "they need the sandbox's network namespace")  # fmt: skip
-    if why_not or namespace is None:
+    if why_not:
         say(f"real nodes left out: {why_not}")
+        return ()
+    topo, specs = topology.load()
+    why_no_probe = probe_image.missing()
+    if why_no_probe and any(s.real for s in specs):
+        say(f"GPU nodes stay KWOK's: their pods need the probe image, which {why_no_probe}")
+        specs = [dataclasses.replace(s, real=False) for s in specs]
+    nodes = real_nodes.nodes(specs, topo, box.breaks)
+    box.real_nodes = [n.name for n in nodes]
+    return nodes
+
+
+def _start_real_nodes(
+    box: Sandbox,
+    nodes: tuple[real_nodes.RealNode, ...],
+    ca: pki.CA,
+    cache: Path,
+    say: Progress,
+    ports: processes.Ports,
+) -> None:
+    namespace = box.netns
+    if not nodes or namespace is None:
         return
 
     def record(name: str, pid: int) -> None:
@@ -659,17 +704,20 @@ def _start_real_nodes(
                    record)  # fmt: skip
     for image, archive in images.node_images(cache):
         registry.push(box.directory, namespace, archive, image)
-    names = ", ".join(n.name for n in real_nodes.NODES)
-    say(f"starting real nodes ({names}): kubelet, containerd, runc, CNI")
+    if probe_image.missing() is None:
+        registry.push(box.directory, namespace, probe_image.build(cache_root(), say), PROBE_IMAGE)
+    say(f"starting real nodes ({', '.join(n.name for n in nodes)}): kubelet, containerd, runc, "
+        "CNI; the GPU nodes' GPUs through an emulated NVIDIA device plugin")  # fmt: skip
     real_nodes.start(
-        box.directory, namespace, int(box.inner_server.rsplit(":", 1)[1]), ca, cache / "bin",
-        port, [dns.CLUSTER_IP] if _with_dns(box) else [], box.directory / "logs", record,
+        nodes, box.directory, namespace, int(box.inner_server.rsplit(":", 1)[1]), ca,
+        cache / "bin", port, [dns.CLUSTER_IP] if _with_dns(box) else [], box.directory / "logs",
+        record,
     )  # fmt: skip
 
 
 def _real_nodes_ready(box: Sandbox, say: Progress) -> None:
-    names = {n.name for n in real_nodes.NODES}
-    if not names <= {name.removesuffix("-kubelet") for name in box.pids}:
+    names = set(box.real_nodes)
+    if not names or not names <= {name.removesuffix("-kubelet") for name in box.pids}:
         return
     admin(box).wait_for(
         "v1", "Node",
@@ -739,7 +787,7 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     if "accelerator-exporter" not in box.without:
         say("deploying the GPU metrics exporter (emulated dcgm-exporter, a DaemonSet)")
         monitoring.deploy_exporter(admin(box), apply, box.directory, list(topology.GPU_KINDS),
-                                   box.breaks)  # fmt: skip
+                                   box.breaks, real_gpu_nodes(box))  # fmt: skip
     if "prometheus" in box.without:
         return
     say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")
@@ -749,6 +797,11 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     if "prometheus-adapter" not in box.without:
         say("deploying prometheus-adapter (custom.metrics.k8s.io, for HPAs)")
         monitoring.deploy_adapter(admin(box), apply, box.directory, node, box.breaks)
+
+
+def real_gpu_nodes(box: Sandbox) -> bool:
+    return any(s.name in box.real_nodes and s.kind in topology.GPU_KINDS
+               for s in topology.load()[1])  # fmt: skip
 
 
 def monitoring_node() -> str:

@@ -16,6 +16,8 @@ import yaml
 
 from conformance.cluster import Cluster, ProxyTarget
 from conformance.errors import KaicError
+from conformance.probes import PROBE_IMAGE
+from conformance.sandbox import real_nodes
 
 Obj = dict[str, Any]
 Apply = Callable[[Cluster, Obj], None]
@@ -138,6 +140,9 @@ EXPORTER_NAMESPACE = "gpu-operator"
 EXPORTER_NAME = "nvidia-dcgm-exporter"
 EXPORTER_IMAGE = "kaic-sandbox/gpu-exporter:0.1.0"
 EXPORTER_PORT = 9400
+EXPORTER_NODES_LABEL = "kaic.dev/exporter-nodes"  # kwok | real: which DaemonSet a pod is of
+POD_RESOURCES_DIR = "/var/lib/kubelet/pod-resources"
+EMULATED_GPU = str(real_nodes.EMULATED_GPU)
 
 
 # exporter fault -> the emulated exporter's flag that makes it
@@ -148,51 +153,81 @@ EXPORTER_FAULT_FLAGS = {
 }
 
 
-def exporter_manifests(directory: Path, gpu_kinds: list[str], faults: Sequence[str]) -> list[Obj]:
-    """A DaemonSet on the GPU nodes, as the GPU operator deploys dcgm-exporter: one emulated
-    exporter per node (see gpu_exporter.py), scraped by Prometheus through its annotations."""
-    labels = {"app": EXPORTER_NAME, "app.kubernetes.io/name": "dcgm-exporter",
-              "app.kubernetes.io/part-of": "kaic-sandbox"}  # fmt: skip
-    args = ["--dir", str(directory), "--node", "$(NODE_NAME)", "--port", str(EXPORTER_PORT)]
-    args += [EXPORTER_FAULT_FLAGS[f] for f in faults if f in EXPORTER_FAULT_FLAGS]
-    container = {
-        "name": "exporter", "image": EXPORTER_IMAGE, "args": args,
+def _on_gpu_nodes(gpu_kinds: list[str], real: bool) -> Obj:
+    """Node affinity: the GPU nodes that KWOK runs, or those a real kubelet runs."""
+    kind = {"key": "kaic.dev/sandbox-node-kind", "operator": "In", "values": gpu_kinds}
+    where = {"key": real_nodes.LABEL[0], "operator": "In" if real else "DoesNotExist",
+             **({"values": [real_nodes.LABEL[1]]} if real else {})}  # fmt: skip
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [kind, where]}]}}}  # fmt: skip
+
+
+def _exporter_container(directory: Path, real: bool, flags: list[str]) -> Obj:
+    """On a KWOK node, the probe runtime runs the exporter (image `kaic-sandbox/gpu-exporter`);
+    on a real node, the kubelet runs it from the probe image, as root (dcgm-exporter reads the
+    kubelet's root-only PodResources socket too), with the node's socket and load folder."""
+    args = ["--node", "$(NODE_NAME)", "--port", str(EXPORTER_PORT), *flags]
+    container: Obj = {
+        "name": "exporter", "image": EXPORTER_IMAGE, "args": ["--dir", str(directory), *args],
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                 {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/health", "port": "metrics"},
                            "periodSeconds": 5, "timeoutSeconds": 5},
     }  # fmt: skip
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": "kaic.dev/sandbox-node-kind",
-                                "operator": "In",
-                                "values": gpu_kinds,
-                            }
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    if real:
+        container |= {
+            "image": PROBE_IMAGE, "command": ["python", "-m", "conformance.sandbox.gpu_exporter"],
+            "args": ["--podresources", f"{POD_RESOURCES_DIR}/kubelet.sock",
+                     "--load-dir", f"{EMULATED_GPU}/load", *args],
+            "securityContext": {"runAsUser": 0},
+            "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR},
+                             {"name": "gpu-load", "mountPath": f"{EMULATED_GPU}/load",
+                              "readOnly": True}],
+        }  # fmt: skip
+    return container
+
+
+def _exporter_daemonset(directory: Path, gpu_kinds: list[str], flags: list[str], real: bool) -> Obj:
+    nodes = "real" if real else "kwok"
+    name = f"{EXPORTER_NAME}-real" if real else EXPORTER_NAME
+    labels = {"app": EXPORTER_NAME, "app.kubernetes.io/name": "dcgm-exporter",
+              "app.kubernetes.io/part-of": "kaic-sandbox", EXPORTER_NODES_LABEL: nodes}  # fmt: skip
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(EXPORTER_PORT)}
-    meta = {"namespace": EXPORTER_NAMESPACE, "labels": labels}
+    pod: Obj = {"affinity": _on_gpu_nodes(gpu_kinds, real),
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [_exporter_container(directory, real, flags)]}  # fmt: skip
+    if real:
+        pod["volumes"] = [
+            {"name": "pod-resources", "hostPath": {"path": POD_RESOURCES_DIR}},
+            {"name": "gpu-load", "hostPath": {"path": f"{EMULATED_GPU}/load"}},
+        ]
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": EXPORTER_NAMESPACE, "labels": labels},
+        "spec": {"selector": {"matchLabels": {"app": EXPORTER_NAME, EXPORTER_NODES_LABEL: nodes}},
+                 # a changed exporter (a fault, mended) replaces every node's pod at once
+                 "updateStrategy": {"type": "RollingUpdate",
+                                    "rollingUpdate": {"maxUnavailable": "100%"}},
+                 "template": {"metadata": {"labels": labels, "annotations": annotations},
+                              "spec": pod}},
+    }  # fmt: skip
+
+
+def exporter_manifests(
+    directory: Path, gpu_kinds: list[str], faults: Sequence[str], real_nodes: bool = False
+) -> list[Obj]:
+    """As the GPU operator deploys dcgm-exporter: one emulated exporter per GPU node (see
+    gpu_exporter.py), scraped by Prometheus through its annotations. Two DaemonSets, one per kind
+    of node (KWOK's, real), under one app label and Service."""
+    flags = [EXPORTER_FAULT_FLAGS[f] for f in faults if f in EXPORTER_FAULT_FLAGS]
+    meta = {"namespace": EXPORTER_NAMESPACE, "labels": {"app": EXPORTER_NAME}}
+    daemonsets = [_exporter_daemonset(directory, gpu_kinds, flags, real=False)]
+    if real_nodes:
+        daemonsets.append(_exporter_daemonset(directory, gpu_kinds, flags, real=True))
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": EXPORTER_NAMESPACE}},
-        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": EXPORTER_NAME, **meta},
-         "spec": {"selector": {"matchLabels": {"app": EXPORTER_NAME}},
-                  # a changed exporter (a fault, mended) replaces every node's pod at once
-                  "updateStrategy": {"type": "RollingUpdate",
-                                     "rollingUpdate": {"maxUnavailable": "100%"}},
-                  "template": {"metadata": {"labels": labels, "annotations": annotations},
-                               "spec": {"affinity": affinity,
-                                        "tolerations": [{"operator": "Exists"}],
-                                        "containers": [container]}}}},
+        *daemonsets,
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": EXPORTER_NAME, **meta},
          "spec": {"selector": {"app": EXPORTER_NAME},
                   "ports": [{"name": "metrics", "port": EXPORTER_PORT,
@@ -201,9 +236,15 @@ def exporter_manifests(directory: Path, gpu_kinds: list[str], faults: Sequence[s
 
 
 def deploy_exporter(
-    cluster: Cluster, apply: Apply, directory: Path, gpu_kinds: list[str], faults: Sequence[str]
+    cluster: Cluster,
+    apply: Apply,
+    directory: Path,
+    gpu_kinds: list[str],
+    faults: Sequence[str],
+    real_nodes: bool = False,
 ) -> None:
-    for obj in exporter_manifests(directory, gpu_kinds, faults):
+    manifests = exporter_manifests(directory, gpu_kinds, faults, real_nodes)
+    for obj in manifests:
         apply(cluster, obj)
 
     def ready(found: list[Obj]) -> list[Obj] | None:
@@ -216,10 +257,11 @@ def deploy_exporter(
         counts = [status.get(k) for k in ("updatedNumberScheduled", "numberReady")]
         return found if wanted and current and counts == [wanted, wanted] else None
 
-    cluster.wait_for("apps/v1", "DaemonSet", ready, timeout_s=90,
-                     awaiting=f"the GPU exporter (DaemonSet {EXPORTER_NAMESPACE}/{EXPORTER_NAME})"
-                     " to be ready on every GPU node",
-                     namespace=EXPORTER_NAMESPACE, name=EXPORTER_NAME)  # fmt: skip
+    for name in (o["metadata"]["name"] for o in manifests if o["kind"] == "DaemonSet"):
+        cluster.wait_for("apps/v1", "DaemonSet", ready, timeout_s=180,
+                         awaiting=f"the GPU exporter (DaemonSet {EXPORTER_NAMESPACE}/{name}) to "
+                         "be ready on every GPU node",
+                         namespace=EXPORTER_NAMESPACE, name=name)  # fmt: skip
     for pod in cluster.list_objects("v1", "Pod", namespace=EXPORTER_NAMESPACE,
                                     label_selector=f"app={EXPORTER_NAME}"):  # fmt: skip
         if pod["metadata"].get("deletionTimestamp"):

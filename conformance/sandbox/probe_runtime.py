@@ -95,12 +95,6 @@ def faulted_out(container: Obj, node: Obj) -> bool:
     return container.get("image") in PICKER_IMAGES and has_fault(node, "endpoint-picker-down")
 
 
-def nvidia_module_version(version: str) -> str:
-    """570.124.6 (semver, as DRA publishes it) -> 570.124.06, as the kernel module prints it."""
-    parts = version.split(".")
-    return ".".join(parts[:2] + [p.zfill(2) for p in parts[2:]])
-
-
 def now() -> str:
     return (
         datetime.datetime.now(datetime.UTC)
@@ -410,7 +404,7 @@ class ProbeRuntime:
         root = cdir / "host"
         module = root / "sys" / "module" / "nvidia"
         module.mkdir(parents=True, exist_ok=True)
-        (module / "version").write_text(f"{nvidia_module_version(version)}\n")
+        (module / "version").write_text(f"{topology.nvidia_module_version(version)}\n")
         return {"KAIC_AGENT_ROOT": str(root)}
 
     def service_account(self, pod: Obj, workdir: Path) -> dict[str, str]:

@@ -29,14 +29,15 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from conformance.errors import KaicError
-from conformance.sandbox import images, netns, pki, processes, registry
+from conformance.sandbox import faults, images, netns, pki, processes, registry, topology
 from conformance.sandbox.pod_network import GATEWAY
 
 RUNC = Path("/usr/sbin/runc")  # Debian's runc (the Makefile installs it)
@@ -44,10 +45,12 @@ CNI_BIN = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 CGROUP_FS = Path("/sys/fs/cgroup")
 RUN_ROOT = Path("/run/kaic")  # sockets: short paths (a unix socket path has 108 bytes)
 LABEL = ("kaic.dev/real-node", "true")
-# Until the probe image runs on real nodes, only pods that say so land there.
+# The system node: only pods that say so land there (the sandbox's in-cluster components, later).
 TAINT = {"key": LABEL[0], "value": LABEL[1], "effect": "NoSchedule"}
 KUBELET_PORT = 10250
-NODE_NAMES = ("system-0",)
+# Where a GPU node's emulated hardware is, in its mount namespace (hostPath for its exporter).
+EMULATED_GPU = Path("/var/lib/kaic-emulated-gpu")
+DEVICE_PLUGIN = "kaic-gpu-device-plugin"
 # What a kubelet sets on the host (its kernel tunables): saved before the first real node of this
 # host starts, put back when the last one is torn down.
 KUBELET_SYSCTLS = (
@@ -66,6 +69,11 @@ Record = Callable[[str, int], None]
 class RealNode:
     name: str
     index: int
+    spec: topology.NodeSpec | None = None  # None: the system node
+    labels: tuple[tuple[str, str], ...] = (LABEL,)
+    taints: tuple[tuple[str, str, str], ...] = ((LABEL[0], LABEL[1], "NoSchedule"),)
+    driver: str = ""  # the loaded NVIDIA driver, as /sys/module/nvidia/version says it
+    plugin_faults: tuple[str, ...] = ()  # the faults its emulated device plugin makes
 
     @property
     def ip(self) -> str:
@@ -81,7 +89,38 @@ class RealNode:
         return f"kn{self.index}{self.name[:8]}"
 
 
-NODES = tuple(RealNode(name, i) for i, name in enumerate(NODE_NAMES))
+SYSTEM = RealNode("system-0", 0)
+
+
+def nodes(
+    specs: Iterable[topology.NodeSpec], topo: dict[str, Any], breaks: Sequence[str] = ()
+) -> tuple[RealNode, ...]:
+    """The system node, and the topology's nodes marked `real` (GPU nodes whose GPUs the
+    emulated device plugin serves), shaped by the faults as their KWOK twins would be."""
+    found = [SYSTEM]
+    for spec in faults.node_specs(list(specs), breaks):
+        if not spec.real:
+            continue
+        if spec.kind not in ("cpu", "device-plugin"):
+            raise KaicError(f"sandbox topology: {spec.name}: a real node of kind {spec.kind} is "
+                            "not supported yet (cpu or device-plugin)")  # fmt: skip
+        labels = {LABEL[0]: LABEL[1], **topology.node_labels(spec, topo),
+                  **faults.fault_labels(spec, breaks)}  # fmt: skip
+        taints = [(t["key"], t["value"], t["effect"]) for t in faults.taints(spec, breaks)]
+        driver = topology.nvidia_module_version(spec.host_driver(topo))
+        found.append(RealNode(spec.name, len(found), spec, tuple(labels.items()), tuple(taints),
+                              driver if spec.kind == "device-plugin" else "",
+                              tuple(faults.plugin_faults(spec, breaks))))  # fmt: skip
+    return tuple(found)
+
+
+def write_hardware(directory: Path, node: RealNode) -> None:
+    """What the node's emulated GPUs and driver show: the loaded driver's version, as the
+    kernel module prints it in /sys/module/nvidia/version, and the device plugin's faults."""
+    own = node_dir(directory, node) / "gpu"
+    (own / "sys-module" / "nvidia").mkdir(parents=True, exist_ok=True)
+    (own / "sys-module" / "nvidia" / "version").write_text(f"{node.driver}\n")
+    (own / "faults").write_text("".join(f"{f}\n" for f in node.plugin_faults))
 
 
 def missing() -> str | None:
@@ -125,6 +164,7 @@ def _hierarchies() -> list[Path]:
 
 
 def start(
+    nodes: tuple[RealNode, ...],
     directory: Path,
     sandbox_netns: str,
     api_port: int,
@@ -137,12 +177,14 @@ def start(
 ) -> None:
     """Start every real node's containerd and kubelet (they register themselves)."""
     _save_sysctls()
-    for node in NODES:
+    for node in nodes:
         holder = _start_namespace(directory, node, logs, record)
         _connect(node, sandbox_netns, netns.path_of(holder))
         _make_cgroups(directory, node)
         _start_containerd(directory, node, holder, bin_dir, registry_port, logs, record)
         _start_kubelet(directory, node, holder, api_port, ca, bin_dir, cluster_dns, logs, record)
+        if node.driver:
+            _start_device_plugin(directory, node, holder, bin_dir, logs, record)
 
 
 def holder_command(own: Path) -> list[str]:
@@ -152,8 +194,9 @@ def holder_command(own: Path) -> list[str]:
     points without touching the host's). What containerd and the kubelet mount stays in it and
     goes with it."""
     script = " && ".join([
-        "mount -t tmpfs -o mode=755 kaic-node /var/lib", "mkdir /var/lib/kubelet",
+        "mount -t tmpfs -o mode=755 kaic-node /var/lib", f"mkdir /var/lib/kubelet {EMULATED_GPU}",
         f"mount --bind {own / 'kubelet'} /var/lib/kubelet",
+        f"mount --bind {own / 'gpu'} {EMULATED_GPU}",
         "mount -t tmpfs -o mode=755 kaic-node /var/log", "mkdir /var/log/pods /var/log/containers",
         f"mount --bind {own / 'pod-logs'} /var/log/pods", "exec sleep infinity",
     ])  # fmt: skip
@@ -162,7 +205,7 @@ def holder_command(own: Path) -> list[str]:
 
 def _start_namespace(directory: Path, node: RealNode, logs: Path, record: Record) -> int:
     own = node_dir(directory, node)
-    for sub in ("kubelet", "pod-logs"):
+    for sub in ("kubelet", "pod-logs", "gpu"):
         (own / sub).mkdir(parents=True, exist_ok=True)
     name = f"{node.name}-namespaces"
     pid = processes.start(name, holder_command(own), logs)
@@ -329,7 +372,7 @@ def kubelet_config(directory: Path, node: RealNode, ca: Path, serving: tuple[Pat
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "localStorageCapacityIsolation": False,
         "makeIPTablesUtilChains": False, "serializeImagePulls": False, "maxPods": 110,
-        "registerWithTaints": [TAINT],
+        "registerWithTaints": [{"key": k, "value": v, "effect": e} for k, v, e in node.taints],
     }  # fmt: skip
 
 
@@ -365,7 +408,25 @@ def _start_kubelet(
         str(bin_dir / "kubelet"), "--config", str(own / "kubelet.yaml"),
         "--kubeconfig", str(own / "kubeconfig"),
         "--hostname-override", node.name, "--node-ip", node.ip,
-        "--node-labels", "=".join(LABEL),
+        "--node-labels", ",".join(f"{k}={v}" for k, v in node.labels),
+    ])), logs)  # fmt: skip
+    record(name, pid)
+
+
+def _start_device_plugin(
+    directory: Path, node: RealNode, holder: int, bin_dir: Path, logs: Path, record: Record
+) -> None:
+    """The emulated NVIDIA device plugin (fixtures/sandbox/components/emulated-gpu): it makes the
+    GPUs' device nodes and registers nvidia.com/gpu with the kubelet, which it waits for."""
+    assert node.spec is not None
+    write_hardware(directory, node)
+    uuids = [topology.gpu_uuid(node.name, i) for i in range(node.spec.gpus)]
+    name = f"{node.name}-device-plugin"
+    pid = processes.start(name, enter(holder, _in_cgroup(directory, node, [
+        str(bin_dir / DEVICE_PLUGIN), "--gpus", ",".join(uuids),
+        "--replicas", str(node.spec.replicas), "--dev-root", str(EMULATED_GPU / "dev"),
+        "--sys-module", str(EMULATED_GPU / "sys-module"), "--load-dir", str(EMULATED_GPU / "load"),
+        "--faults", str(EMULATED_GPU / "faults"),
     ])), logs)  # fmt: skip
     record(name, pid)
 
@@ -375,7 +436,8 @@ def teardown(directory: Path) -> None:
     cgroups (containers, containerd's shims), mounts, cgroups, runtime folders."""
     if os.geteuid() != 0:
         return  # real nodes never ran
-    for node in NODES:
+    folders = sorted((directory / "nodes").iterdir()) if (directory / "nodes").is_dir() else []
+    for node in (RealNode(folder.name, 0) for folder in folders):
         name = cgroup(directory, node)
         _kill_cgroup(CGROUP_FS / "pids" / name)
         _unmount_under((node_dir(directory, node), run_dir(directory, node)))

@@ -29,6 +29,8 @@ class NodeSpec:
     replicas: int = 1  # time-slicing: each physical GPU advertised this many times
     driver_version: str = ""  # advertised; "" = the topology's gpu.driver_version
     host_driver_version: str = ""  # loaded on the emulated host; "" = the advertised one
+    # run by a real kubelet (real_nodes.py) where the sandbox has real nodes, else by KWOK
+    real: bool = False
 
     def advertised_driver(self, topo: dict[str, Any]) -> str:
         return self.driver_version or str(topo["gpu"]["driver_version"])
@@ -37,10 +39,22 @@ class NodeSpec:
         return self.host_driver_version or self.advertised_driver(topo)
 
 
+def nvidia_module_version(version: str) -> str:
+    """570.124.6 (semver, as DRA publishes it) -> 570.124.06, as the kernel module prints it."""
+    parts = version.split(".")
+    return ".".join(parts[:2] + [p.zfill(2) for p in parts[2:]])
+
+
 def load() -> tuple[dict[str, Any], list[NodeSpec]]:
     raw = yaml.safe_load((data_path("fixtures") / "sandbox" / "topology.yaml").read_text())
     nodes = [
-        NodeSpec(n["name"], n["kind"], int(n.get("gpus", 0)), int(n.get("time_slicing", 1)))
+        NodeSpec(
+            n["name"],
+            n["kind"],
+            int(n.get("gpus", 0)),
+            int(n.get("time_slicing", 1)),
+            real=bool(n.get("real", False)),
+        )
         for n in raw["nodes"]
     ]
     return raw, nodes
@@ -69,24 +83,14 @@ def gpu_uuid(node: str, index: int) -> str:
     return f"GPU-{uuid.uuid5(uuid.NAMESPACE_DNS, f'{node}.{index}.kaic.dev')}"
 
 
-def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
-    """The Node object and its status (capacity/allocatable), applied separately."""
+def node_labels(spec: NodeSpec, topo: dict[str, Any]) -> dict[str, str]:
+    """The labels of a node of this kind, less what a kubelet sets itself (hostname, os, arch):
+    for GPU nodes, as NVIDIA GPU feature discovery labels them."""
     gpu = topo["gpu"]
-    labels = {
-        KWOK_LABEL[0]: KWOK_LABEL[1],
-        NODE_KIND_LABEL: spec.kind,
-        "kubernetes.io/hostname": spec.name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-    }
-    resources = dict(topo["node_resources"])
-    taints: list[Obj] = []
-    annotations = {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
-    if spec.kind in GPU_KINDS:
-        annotations[HOST_DRIVER_ANNOTATION] = spec.host_driver(topo)
+    labels = {NODE_KIND_LABEL: spec.kind}
     if spec.kind == "device-plugin":
         driver = spec.advertised_driver(topo)
-        labels |= {  # as NVIDIA GPU feature discovery labels them
+        labels |= {
             "nvidia.com/gpu.present": "true",
             "nvidia.com/gpu.product": gpu["product"],
             "nvidia.com/gpu.count": str(spec.gpus),
@@ -94,16 +98,36 @@ def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
             "nvidia.com/cuda.driver-version.full": driver,
             "nvidia.com/cuda.driver.major": driver.split(".")[0],
         }
-        resources["nvidia.com/gpu"] = str(spec.gpus * spec.replicas)
         if spec.replicas > 1:
             labels |= {
                 "nvidia.com/gpu.product": f"{gpu['product']}-SHARED",
                 "nvidia.com/gpu.sharing-strategy": "time-slicing",
                 "nvidia.com/gpu.replicas": str(spec.replicas),
             }
-        taints.append(GPU_TAINT)
     if spec.kind == "dra":
         labels["kaic.dev/dra-driver"] = DRA_DRIVER
+    return labels
+
+
+def node_taints(spec: NodeSpec) -> list[Obj]:
+    return [GPU_TAINT] if spec.kind == "device-plugin" else []
+
+
+def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
+    """The KWOK Node object and its status (capacity/allocatable), applied separately."""
+    labels = {
+        KWOK_LABEL[0]: KWOK_LABEL[1],
+        "kubernetes.io/hostname": spec.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        **node_labels(spec, topo),
+    }
+    resources = dict(topo["node_resources"])
+    annotations = {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
+    if spec.kind in GPU_KINDS:
+        annotations[HOST_DRIVER_ANNOTATION] = spec.host_driver(topo)
+    if spec.kind == "device-plugin":
+        resources["nvidia.com/gpu"] = str(spec.gpus * spec.replicas)
     node: Obj = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -112,7 +136,7 @@ def node_manifest(spec: NodeSpec, topo: dict[str, Any]) -> tuple[Obj, Obj]:
             "labels": labels,
             "annotations": annotations,
         },
-        "spec": {"taints": taints},
+        "spec": {"taints": node_taints(spec)},
     }
     status: Obj = {"status": {"capacity": resources, "allocatable": resources}}
     return node, status

@@ -15,13 +15,14 @@ import pytest
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
 from conformance.probes import PROBE_IMAGE
-from conformance.sandbox import images, probe_image, processes, real_nodes, registry
-from conformance.sandbox.build import KUBERNETES_VERSION, cache_root
+from conformance.sandbox import images, processes, real_nodes, topology
+from conformance.sandbox.build import KUBERNETES_VERSION
 from tests.integration.conftest import admin_of
 
 pytestmark = pytest.mark.sandbox
 Obj = dict[str, Any]
-NODE = real_nodes.NODES[0]
+NODE = real_nodes.SYSTEM
+GPU_NODE = "gpu-dp-1"  # real in the default topology
 RESTRICTED = {"runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
               "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
               "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
@@ -109,27 +110,59 @@ def test_a_pod_runs_as_a_container_under_restricted(
 def test_the_probe_image_built_here_runs_a_probe_under_restricted(
     sandbox: sbx.Sandbox, admin: Cluster, restricted_ns: str
 ) -> None:
-    """The project's Dockerfile, built with buildah on a debootstrapped Debian base, pushed to
-    the sandbox's registry and pulled from there by its public name, runs the probe agent as the
-    checks' pods do."""
-    assert sandbox.netns is not None
-    archive = probe_image.build(cache_root(), print)
-    registry.push(sandbox.directory, sandbox.netns, archive, PROBE_IMAGE)
-    pod = pod_on_the_real_node("agent", restricted_ns, "")
-    container = pod["spec"]["containers"][0]
-    container.update(
-        image=PROBE_IMAGE,
-        imagePullPolicy="IfNotPresent",
-        readinessProbe=None,
-        command=["python", "-m", "conformance.agent", "devices", "--hold", "600"],
-    )
-    pod["spec"]["containers"][0] = {k: v for k, v in container.items() if v is not None}
-    admin.apply(pod)
+    """The project's Dockerfile, built with buildah on a debootstrapped Debian base, pushed by
+    `up` to the sandbox's registry and pulled from there by its public name, runs the probe agent
+    as the checks' pods do."""
+    admin.apply(agent_pod("agent", restricted_ns, NODE.name))
     wait_ready(admin, restricted_ns, "agent")
     report = json.loads(kubectl(sandbox, "-n", restricted_ns, "logs", "agent").stdout)
     assert report["hostname"] == "agent"
     assert report["gpu_device_nodes"] == []  # no GPU on this node, none asked for
     assert report["nvml"]["available"] is False
+
+
+def agent_pod(name: str, namespace: str, node: str, gpus: int = 0) -> Obj:
+    """The probe agent's `devices` report, from the probe image, as the checks' pods run it."""
+    pod = pod_on_the_real_node(name, namespace, "")
+    pod["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
+    pod["spec"]["tolerations"].append({"key": "nvidia.com/gpu", "operator": "Exists"})
+    container = pod["spec"]["containers"][0]
+    del container["readinessProbe"]
+    container |= {
+        "image": PROBE_IMAGE,
+        "command": ["python", "-m", "conformance.agent", "devices", "--hold", "600"],
+    }
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    return pod
+
+
+def test_a_real_gpu_node_hands_its_gpus_to_a_container_through_the_device_plugin(
+    sandbox: sbx.Sandbox, admin: Cluster, restricted_ns: str
+) -> None:
+    """gpu-dp-1 is real: its kubelet advertises the emulated device plugin's GPUs, and a
+    container gets exactly the device nodes of the GPUs Allocate gave it, their UUIDs, and the
+    loaded driver's version, as on an NVIDIA node; a container that asked for none gets none."""
+    assert GPU_NODE in sandbox.real_nodes
+    node = admin.get(ObjectRef("v1", "Node", GPU_NODE))
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert topology.GPU_TAINT in node["spec"]["taints"]
+    admin.apply(agent_pod("two", restricted_ns, GPU_NODE, gpus=2))
+    admin.apply(agent_pod("none", restricted_ns, GPU_NODE))
+    wait_ready(admin, restricted_ns, "two")
+    wait_ready(admin, restricted_ns, "none")
+    two = json.loads(kubectl(sandbox, "-n", restricted_ns, "logs", "two").stdout)
+    uuids = {topology.gpu_uuid(GPU_NODE, i): i for i in range(4)}
+    assert len(two["visible_devices"]) == 2
+    assert set(two["visible_devices"]) <= set(uuids)
+    assert two["gpu_device_nodes"] == sorted(
+        f"/dev/nvidia{uuids[u]}" for u in two["visible_devices"]
+    )
+    assert "/dev/nvidiactl" in two["device_nodes"]
+    assert two["drivers"] == {"nvidia": "570.124.06"}
+    none = json.loads(kubectl(sandbox, "-n", restricted_ns, "logs", "none").stdout)
+    assert (none["device_nodes"], none["visible_devices"], none["drivers"]) == ([], [], {})
 
 
 def test_down_leaves_no_container_mount_or_cgroup_of_a_real_node(tmp_path: Path) -> None:

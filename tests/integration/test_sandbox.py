@@ -12,7 +12,7 @@ from kubernetes import client
 
 from conformance import sandbox as sbx
 from conformance.cluster import Cluster, ObjectRef
-from conformance.sandbox import processes, real_nodes
+from conformance.sandbox import processes
 from tests.integration.conftest import BARE, admin_of
 
 pytestmark = pytest.mark.sandbox
@@ -41,11 +41,10 @@ def ready(node: Obj) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
 
 
-def test_nodes_ready_with_the_default_topology(admin: Cluster) -> None:
+def test_nodes_ready_with_the_default_topology(sandbox: sbx.Sandbox, admin: Cluster) -> None:
     nodes = nodes_by_name(admin)
-    real = {node.name for node in real_nodes.NODES}  # see test_real_nodes
     assert set(nodes) == {"cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-ts-0", "gpu-dra-0", "gpu-dra-1",
-                          *real}  # fmt: skip
+                          *sandbox.real_nodes}  # fmt: skip
     assert all(ready(n) for n in nodes.values())
     for name in ("gpu-dp-0", "gpu-dp-1"):
         node = nodes[name]

@@ -65,6 +65,10 @@ def test_a_series_without_node_label_belongs_to_the_exporters_node() -> None:
     assert set(exp.parse(text, "node-7")) == {("node-7", "GPU-z")}
 
 
+def source(directory: Path, node: str) -> gpu_exporter.Source:
+    return gpu_exporter.probe_runtime_source(directory, node)
+
+
 def test_the_emulated_exporter_speaks_dcgm(tmp_path: Path) -> None:
     """The sandbox's stand-in: one series per physical GPU of the node, attribution from the
     runtime's PodResources record, utilization while `burn` marks a device."""
@@ -75,7 +79,7 @@ def test_the_emulated_exporter_speaks_dcgm(tmp_path: Path) -> None:
         [{"pod": "p", "namespace": "ns", "container": "c", "devices": [uuid]}]))  # fmt: skip
     (tmp_path / "gpu-load" / node).mkdir(parents=True)
     (tmp_path / "gpu-load" / node / uuid).touch()
-    devices = exp.parse(gpu_exporter.metrics(tmp_path, node), "x")
+    devices = exp.parse(gpu_exporter.metrics(source(tmp_path, node), node), "x")
     assert len(devices) == 4
     held = devices[(node, uuid)]
     assert held.pods == {("ns", "p")}
@@ -83,7 +87,7 @@ def test_the_emulated_exporter_speaks_dcgm(tmp_path: Path) -> None:
     assert (held.memory_used or 0) > 0
     idle = devices[(node, topology.gpu_uuid(node, 0))]
     assert (idle.utilization, idle.memory_used, idle.pods) == (0, 0, set())
-    bare = exp.parse(gpu_exporter.metrics(tmp_path, node, with_memory=False), "x")
+    bare = exp.parse(gpu_exporter.metrics(source(tmp_path, node), node, with_memory=False), "x")
     assert all(d.memory_used is None and d.utilization is not None for d in bare.values())
 
 
@@ -93,9 +97,9 @@ def test_the_exporter_faults_drop_pod_labels_or_freeze_utilization(tmp_path: Pat
     (tmp_path / "podresources").mkdir()
     (tmp_path / "podresources" / f"{node}.json").write_text(json.dumps(
         [{"pod": "p", "namespace": "ns", "container": "c", "devices": [uuid]}]))  # fmt: skip
-    mapped = exp.parse(gpu_exporter.metrics(tmp_path, node), "x")
+    mapped = exp.parse(gpu_exporter.metrics(source(tmp_path, node), node), "x")
     assert mapped[(node, uuid)].pods == {("ns", "p")}
-    unmapped = exp.parse(gpu_exporter.metrics(tmp_path, node, pod_mapping=False), "x")
+    unmapped = exp.parse(gpu_exporter.metrics(source(tmp_path, node), node, pod_mapping=False), "x")
     assert all(d.pods == set() for d in unmapped.values())
-    frozen = exp.parse(gpu_exporter.metrics(tmp_path, node, frozen=True), "x")
+    frozen = exp.parse(gpu_exporter.metrics(source(tmp_path, node), node, frozen=True), "x")
     assert {d.utilization for d in frozen.values()} == {gpu_exporter.LOADED_UTIL}

@@ -8,15 +8,50 @@ import ipaddress
 import json
 import tarfile
 import tomllib
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conformance.errors import KaicError
 from conformance.probes import PROBE_IMAGE
-from conformance.sandbox import images, netns, probe_image, real_nodes, registry
+from conformance.sandbox import images, netns, probe_image, real_nodes, registry, topology
 
-NODE = real_nodes.NODES[0]
+NODE = real_nodes.SYSTEM
+
+
+def _real_topology(kinds: tuple[str, ...] = ("cpu", "device-plugin")) -> tuple[
+    list[topology.NodeSpec], dict[str, Any]
+]:  # fmt: skip
+    """The default topology with every node of these kinds real."""
+    topo, specs = topology.load()
+    return [replace(s, real=s.kind in kinds) for s in specs], topo
+
+
+def test_a_real_gpu_node_is_labelled_and_tainted_as_its_kwok_twin_would_be() -> None:
+    specs, topo = _real_topology()
+    nodes = {n.name: n for n in real_nodes.nodes(specs, topo)}
+    assert set(nodes) == {"system-0", "cpu-0", "gpu-dp-0", "gpu-dp-1", "gpu-ts-0"}
+    assert [n.index for n in nodes.values()] == list(range(len(nodes)))
+    gpu = nodes["gpu-dp-1"]
+    kwok, _status = topology.node_manifest(next(s for s in specs if s.name == "gpu-dp-1"), topo)
+    labels = dict(gpu.labels)
+    assert labels.pop(real_nodes.LABEL[0]) == real_nodes.LABEL[1]
+    assert labels.items() <= kwok["metadata"]["labels"].items()
+    assert labels["nvidia.com/gpu.count"] == "4"
+    assert gpu.taints == (("nvidia.com/gpu", "present", "NoSchedule"),)  # not the system's taint
+    assert gpu.driver == "570.124.06"  # as /sys/module/nvidia/version prints 570.124.6
+    assert (nodes["cpu-0"].driver, nodes["cpu-0"].taints) == ("", ())
+    assert nodes["system-0"].taints == ((*real_nodes.LABEL, "NoSchedule"),)
+    config = real_nodes.kubelet_config(Path("/tmp/x"), gpu, Path("ca"), (Path("c"), Path("k")), [])
+    assert config["registerWithTaints"] == [topology.GPU_TAINT]
+
+
+def test_a_real_dra_node_is_refused_until_its_driver_runs_there() -> None:
+    specs, topo = _real_topology(("dra",))
+    with pytest.raises(KaicError, match="gpu-dra-0: a real node of kind dra is not supported"):
+        real_nodes.nodes(specs, topo)
 
 
 def members(archive: bytes) -> dict[str, bytes]:
@@ -92,7 +127,7 @@ def test_each_sandbox_and_node_has_its_own_cgroup_root() -> None:
 def test_real_nodes_pods_never_share_an_address_with_kwoks() -> None:
     kwok = ipaddress.ip_network(netns.KWOK_POD_CIDR)
     whole = ipaddress.ip_network(netns.POD_CIDR)
-    ranges = [ipaddress.ip_network(n.pod_cidr) for n in real_nodes.NODES]
+    ranges = [ipaddress.ip_network(n.pod_cidr) for n in real_nodes.nodes(*_real_topology())]
     for i, pods in enumerate(ranges):
         assert pods.subnet_of(whole)
         assert not pods.overlaps(kwok)
@@ -125,3 +160,23 @@ def test_the_probe_image_is_keyed_by_what_the_dockerfile_copies(tmp_path: Path) 
     assert probe_image.content_key(tmp_path) == key  # caches and files it does not copy
     (tmp_path / "conformance" / "a.py").write_text("x = 2\n")
     assert probe_image.content_key(tmp_path) != key
+
+
+def test_faults_shape_a_real_gpu_node_as_they_shape_its_kwok_twin(tmp_path: Path) -> None:
+    specs, topo = _real_topology()
+    breaks = ["device-plugin-no-devices", "device-plugin-unhealthy", "gpu-nodes-untainted",
+              "driver-version-mismatch", "lws-group-restart"]  # fmt: skip
+    gpu = {n.name: n for n in real_nodes.nodes(specs, topo, breaks)}["gpu-dp-1"]
+    assert gpu.plugin_faults == ("device-plugin-no-devices", "device-plugin-unhealthy")
+    assert gpu.taints == ()
+    assert gpu.driver == "535.183.01"  # the host runs another driver than its labels say
+    assert dict(gpu.labels)["nvidia.com/cuda.driver-version.full"] == "570.124.6"
+    assert dict(gpu.labels)["faults.kaic.dev/device-plugin-no-devices"] == "true"
+    real_nodes.write_hardware(tmp_path, gpu)
+    own = real_nodes.node_dir(tmp_path, gpu) / "gpu"
+    assert (own / "sys-module" / "nvidia" / "version").read_text() == "535.183.01\n"
+    assert (own / "faults").read_text().split() == list(gpu.plugin_faults)
+    mended = {n.name: n for n in real_nodes.nodes(specs, topo)}["gpu-dp-1"]
+    real_nodes.write_hardware(tmp_path, mended)
+    assert (own / "faults").read_text() == ""
+    assert (own / "sys-module" / "nvidia" / "version").read_text() == "570.124.06\n"
