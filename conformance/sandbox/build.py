@@ -69,8 +69,10 @@ BUILDS = (
                            "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"),
             ("containerd", "containerd-shim-runc-v2"),
             ("-tags=no_btrfs,no_devmapper,no_zfs", "-ldflags", "-s -w")),
-    # The emulated NVIDIA device plugin of the real GPU nodes (kaic's own: see its main.go).
-    GoBuild("emulated-gpu", (".",), ("kaic-gpu-device-plugin",), ("-ldflags", "-s -w")),
+    # The real GPU nodes' emulated NVIDIA device plugin and container runtime (kaic's own Go,
+    # emulating the hardware and its driver's tools; see their main.go).
+    GoBuild("emulated-gpu", ("./kaic-gpu-device-plugin", "./kaic-nvidia-container-runtime"),
+            ("kaic-gpu-device-plugin", "kaic-nvidia-container-runtime"), ("-ldflags", "-s -w")),
     # The registry the real nodes pull their images from.
     GoBuild("registry", ("github.com/distribution/distribution/v3/cmd/registry",), ("registry",),
             ("-ldflags", "-s -w")),

@@ -126,9 +126,11 @@ def node_specs(
     return out
 
 
-# Faults the emulated device plugin of a real node makes itself (it reads them from a file).
+# Faults a real GPU node's emulated device plugin and container runtime make themselves (they
+# read them from a file).
 PLUGIN_FAULTS = ("device-plugin-no-devices", "device-plugin-shares-devices",
-                 "device-plugin-unhealthy")  # fmt: skip
+                 "device-plugin-unhealthy", "gpu-visible-without-request",
+                 "time-slicing-no-replicas")  # fmt: skip
 
 
 def fault_labels(spec: topology.NodeSpec, breaks: Sequence[str]) -> dict[str, str]:

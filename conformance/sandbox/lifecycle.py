@@ -588,11 +588,8 @@ def publish_nodes(box: Sandbox, cluster: Cluster, say: Progress) -> None:
 def _reshape_real_nodes(box: Sandbox, cluster: Cluster) -> None:
     """The real GPU nodes as the box's faults shape them (at `up`, and again at break and
     mend): their emulated driver and device plugin, and, once registered, labels and taints."""
-    topo, specs = topology.load()
-    specs = [dataclasses.replace(s, real=s.name in box.real_nodes) for s in specs]
-    for node in real_nodes.nodes(specs, topo, box.breaks):
-        if node.spec is None or node.spec.kind not in topology.GPU_KINDS:
-            continue
+    registered = []
+    for node in _real_gpu_nodes(box):
         real_nodes.write_hardware(box.directory, node)
         if cluster.get(ObjectRef("v1", "Node", node.name)) is None:
             continue  # not registered yet: its kubelet registers it with these labels and taints
@@ -600,6 +597,32 @@ def _reshape_real_nodes(box: Sandbox, cluster: Cluster) -> None:
         meta = {"name": node.name, "labels": dict(node.labels)}
         apply(cluster, {"apiVersion": "v1", "kind": "Node", "metadata": meta,
                         "spec": {"taints": taints}})  # fmt: skip
+        registered.append(node)
+    _gpus_advertised(cluster, registered)
+
+
+def _real_gpu_nodes(box: Sandbox) -> list[real_nodes.RealNode]:
+    topo, specs = topology.load()
+    specs = [dataclasses.replace(s, real=s.name in box.real_nodes) for s in specs]
+    return [n for n in real_nodes.nodes(specs, topo, box.breaks) if n.gpus_allocatable is not None]
+
+
+def _gpus_advertised(cluster: Cluster, nodes: list[real_nodes.RealNode]) -> None:
+    """Until the kubelets of these real GPU nodes advertise the GPUs their device plugins list
+    (after a start, a break or a mend: the plugin's ListAndWatch, then the node's status)."""
+    wanted = {n.name: n.gpus_allocatable for n in nodes}
+    if not wanted:
+        return
+
+    def advertised(objs: list[dict[str, Any]]) -> bool | None:
+        seen = {o["metadata"]["name"]: ((o.get("status") or {}).get("allocatable") or {})
+                .get("nvidia.com/gpu") for o in objs}  # fmt: skip
+        return all(seen.get(name) == count for name, count in wanted.items()) or None
+
+    cluster.wait_for("v1", "Node", advertised, timeout_s=60,
+                     awaiting=f"the real GPU nodes to advertise nvidia.com/gpu as their device "
+                     f"plugins list it ({', '.join(f'{k}: {v}' for k, v in wanted.items())})",
+                     label_selector="=".join(real_nodes.LABEL))  # fmt: skip
 
 
 def _start_autoscaler(
@@ -726,6 +749,7 @@ def _real_nodes_ready(box: Sandbox, say: Progress) -> None:
         f"{box.directory / 'logs'})", timeout_s=60,
         label_selector="=".join(real_nodes.LABEL),
     )  # fmt: skip
+    _gpus_advertised(admin(box), _real_gpu_nodes(box))
     say(f"real nodes ready: {', '.join(sorted(names))}")
 
 
@@ -787,7 +811,7 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
     if "accelerator-exporter" not in box.without:
         say("deploying the GPU metrics exporter (emulated dcgm-exporter, a DaemonSet)")
         monitoring.deploy_exporter(admin(box), apply, box.directory, list(topology.GPU_KINDS),
-                                   box.breaks, real_gpu_nodes(box))  # fmt: skip
+                                   box.breaks, has_real_gpu_nodes(box))  # fmt: skip
     if "prometheus" in box.without:
         return
     say("deploying Prometheus (monitoring/prometheus; discovers pods through the API server)")
@@ -799,9 +823,8 @@ def _start_monitoring(box: Sandbox, say: Progress) -> None:
         monitoring.deploy_adapter(admin(box), apply, box.directory, node, box.breaks)
 
 
-def real_gpu_nodes(box: Sandbox) -> bool:
-    return any(s.name in box.real_nodes and s.kind in topology.GPU_KINDS
-               for s in topology.load()[1])  # fmt: skip
+def has_real_gpu_nodes(box: Sandbox) -> bool:
+    return bool(_real_gpu_nodes(box))
 
 
 def monitoring_node() -> str:

@@ -230,7 +230,7 @@ def _prometheus(box: Sandbox, cluster: Cluster, _names: Sequence[str], broken: b
 
 def _exporter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:
     monitoring.deploy_exporter(cluster, lifecycle.apply, box.directory, list(topology.GPU_KINDS),
-                               box.breaks, lifecycle.real_gpu_nodes(box))  # fmt: skip
+                               box.breaks, lifecycle.has_real_gpu_nodes(box))  # fmt: skip
 
 
 def _adapter(box: Sandbox, cluster: Cluster, _names: Sequence[str], _broken: bool) -> None:

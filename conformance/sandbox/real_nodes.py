@@ -51,6 +51,8 @@ KUBELET_PORT = 10250
 # Where a GPU node's emulated hardware is, in its mount namespace (hostPath for its exporter).
 EMULATED_GPU = Path("/var/lib/kaic-emulated-gpu")
 DEVICE_PLUGIN = "kaic-gpu-device-plugin"
+# A GPU node's containers run through it (a runc wrapper, as NVIDIA's container runtime is).
+GPU_RUNTIME = "kaic-nvidia-container-runtime"
 # What a kubelet sets on the host (its kernel tunables): saved before the first real node of this
 # host starts, put back when the last one is torn down.
 KUBELET_SYSCTLS = (
@@ -82,6 +84,16 @@ class RealNode:
     @property
     def pod_cidr(self) -> str:
         return f"10.244.{128 + self.index}.0/24"
+
+    @property
+    def gpus_allocatable(self) -> str | None:
+        """`nvidia.com/gpu` as its kubelet should advertise it, given its plugin's faults."""
+        if self.spec is None or not self.driver:
+            return None
+        if "device-plugin-unhealthy" in self.plugin_faults:
+            return "0"
+        single = "time-slicing-no-replicas" in self.plugin_faults
+        return str(self.spec.gpus * (1 if single else self.spec.replicas))
 
     @property
     def link(self) -> str:
@@ -121,6 +133,9 @@ def write_hardware(directory: Path, node: RealNode) -> None:
     (own / "sys-module" / "nvidia").mkdir(parents=True, exist_ok=True)
     (own / "sys-module" / "nvidia" / "version").write_text(f"{node.driver}\n")
     (own / "faults").write_text("".join(f"{f}\n" for f in node.plugin_faults))
+    if node.spec is not None:  # the GPUs by index, as the driver enumerates them
+        uuids = [topology.gpu_uuid(node.name, i) for i in range(node.spec.gpus)]
+        (own / "gpus").write_text("".join(f"{u}\n" for u in uuids))
 
 
 def missing() -> str | None:
@@ -277,8 +292,9 @@ def _in_cgroup(directory: Path, node: RealNode, cmd: list[str]) -> list[str]:
     return ["sh", "-c", script, "sh", *cmd]
 
 
-def containerd_config(directory: Path, node: RealNode) -> str:
+def containerd_config(directory: Path, node: RealNode, bin_dir: Path) -> str:
     own, run = node_dir(directory, node), run_dir(directory, node)
+    runtime = bin_dir / GPU_RUNTIME if node.driver else RUNC
     cri = 'plugins."io.containerd.cri.v1'
     return f"""version = 3
 root = "{own / "containerd"}"
@@ -302,7 +318,7 @@ state = "{run / "containerd"}"
     [{cri}.runtime".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [{cri}.runtime".containerd.runtimes.runc.options]
-        BinaryName = "{RUNC}"
+        BinaryName = "{runtime}"
         SystemdCgroup = false
   [{cri}.runtime".cni]
     bin_dirs = ["{CNI_BIN}"]
@@ -336,7 +352,7 @@ def _start_containerd(
         (own / sub).mkdir(parents=True, exist_ok=True)
     registry.write_hosts(own / "certs.d", registry_port)
     run.mkdir(parents=True, exist_ok=True)
-    (own / "containerd.toml").write_text(containerd_config(directory, node))
+    (own / "containerd.toml").write_text(containerd_config(directory, node, bin_dir))
     (own / "cni" / "10-kaic.conflist").write_text(json.dumps(cni_config(directory, node)))
     name = f"{node.name}-containerd"
     cmd = [str(bin_dir / "containerd"), "--config", str(own / "containerd.toml")]

@@ -47,9 +47,10 @@ def test_healthy_gpu_nodes_show_no_device_to_pods_that_asked_for_none(
     healthy_ns: tuple[Cluster, str],
 ) -> None:
     cluster, namespace = healthy_ns
-    for node in ("gpu-dp-0", "gpu-dra-0"):
+    for node in ("gpu-dp-0", "gpu-dra-0"):  # a real node and a KWOK one
         seen = devices_seen_without_request(cluster, namespace, node)
-        assert set(seen) == {"KAIC_POD_IP"}, f"{node} leaked devices: {seen}"
+        # the probe runtime (KWOK's nodes) adds the pod's IP; a kubelet does not
+        assert set(seen) - {"KAIC_POD_IP"} == set(), f"{node} leaked devices: {seen}"
 
 
 def test_fault_gpu_visible_without_request(

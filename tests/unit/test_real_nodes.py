@@ -82,7 +82,7 @@ def test_an_image_archive_names_the_image_and_its_layer_digest() -> None:
 
 def test_containerd_keeps_to_the_nodes_own_folders_and_runc() -> None:
     directory = Path("/tmp/some/sandbox")
-    config = tomllib.loads(real_nodes.containerd_config(directory, NODE))
+    config = tomllib.loads(real_nodes.containerd_config(directory, NODE, Path("/bin-dir")))
     own = real_nodes.node_dir(directory, NODE)
     assert config["root"] == str(own / "containerd")
     socket = config["grpc"]["address"]
@@ -98,6 +98,13 @@ def test_containerd_keeps_to_the_nodes_own_folders_and_runc() -> None:
     assert images_["pinned_images"]["sandbox"] == images.PAUSE_IMAGE
     assert runtime["cni"]["conf_dir"] == str(own / "cni")
     assert images_["registry"]["config_path"] == str(own / "certs.d")
+    # a GPU node's containers go through the emulated NVIDIA container runtime, which runs runc
+    specs, topo = _real_topology()
+    gpu = {n.name: n for n in real_nodes.nodes(specs, topo)}["gpu-dp-1"]
+    config = tomllib.loads(real_nodes.containerd_config(directory, gpu, Path("/bin-dir")))
+    runtime = config["plugins"]["io.containerd.cri.v1.runtime"]
+    wrapper = runtime["containerd"]["runtimes"]["runc"]["options"]["BinaryName"]
+    assert wrapper == f"/bin-dir/{real_nodes.GPU_RUNTIME}"
 
 
 def test_images_keep_their_public_names_in_the_sandboxs_registry() -> None:
@@ -176,6 +183,8 @@ def test_faults_shape_a_real_gpu_node_as_they_shape_its_kwok_twin(tmp_path: Path
     own = real_nodes.node_dir(tmp_path, gpu) / "gpu"
     assert (own / "sys-module" / "nvidia" / "version").read_text() == "535.183.01\n"
     assert (own / "faults").read_text().split() == list(gpu.plugin_faults)
+    gpus = (own / "gpus").read_text().split()
+    assert gpus == [topology.gpu_uuid("gpu-dp-1", i) for i in range(4)]
     mended = {n.name: n for n in real_nodes.nodes(specs, topo)}["gpu-dp-1"]
     real_nodes.write_hardware(tmp_path, mended)
     assert (own / "faults").read_text() == ""
