@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -41,7 +42,14 @@ def _should_fail(condition: str) -> bool:
     return os.environ.get(name) == value
 
 
+def _exit_on_sigterm() -> None:
+    """As a container's first process the agent gets no default action for SIGTERM (the kernel
+    ignores it for PID 1), so a pod being deleted would wait out its grace period (30 s)."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_on_sigterm()
     parser = argparse.ArgumentParser(prog="kaic-agent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _lifetime(sub.add_parser("devices", help="the accelerators this container sees"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +109,25 @@ def test_driver_versions_from_sysfs_and_proc(
         (tmp_path / name).write_text(text)
     report = devices.report(environ={"KAIC_AGENT_ROOT": str(tmp_path)}, read_nvml=no_nvml)
     assert report["drivers"] == drivers
+
+
+NO_PID_NAMESPACE = os.geteuid() != 0 or shutil.which("unshare") is None
+
+
+@pytest.mark.skipif(NO_PID_NAMESPACE, reason="a new PID namespace needs root and unshare")
+def test_the_agent_as_a_containers_first_process_stops_on_sigterm() -> None:
+    """PID 1 of a PID namespace gets no default action for SIGTERM: without a handler, the
+    kubelet deleting a probe pod would wait out the grace period and then kill it."""
+    cmd = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "conformance.agent",
+           "devices", "--hold", "60"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["hostname"]  # running, holding
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGTERM)  # the agent, PID 1 inside
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()  # unshare's --kill-child takes the agent with it
+        proc.wait()
+        proc.stdout.close()
