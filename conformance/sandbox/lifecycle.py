@@ -593,10 +593,9 @@ def _reshape_real_nodes(box: Sandbox, cluster: Cluster) -> None:
         real_nodes.write_hardware(box.directory, node)
         if cluster.get(ObjectRef("v1", "Node", node.name)) is None:
             continue  # not registered yet: its kubelet registers it with these labels and taints
-        taints = [{"key": k, "value": v, "effect": e} for k, v, e in node.taints]
         meta = {"name": node.name, "labels": dict(node.labels)}
         apply(cluster, {"apiVersion": "v1", "kind": "Node", "metadata": meta,
-                        "spec": {"taints": taints}})  # fmt: skip
+                        "spec": {"taints": list(node.taints)}})  # fmt: skip
         registered.append(node)
     _gpus_advertised(cluster, registered)
 

@@ -142,7 +142,7 @@ EXPORTER_IMAGE = "kaic-sandbox/gpu-exporter:0.1.0"
 EXPORTER_PORT = 9400
 EXPORTER_NODES_LABEL = "kaic.dev/exporter-nodes"  # kwok | real: which DaemonSet a pod is of
 POD_RESOURCES_DIR = "/var/lib/kubelet/pod-resources"
-EMULATED_GPU = str(real_nodes.EMULATED_GPU)
+GPU_LOAD = str(real_nodes.EMULATED_GPU / "load")  # where `burn` marks a real node's GPUs busy
 
 
 # exporter fault -> the emulated exporter's flag that makes it
@@ -179,10 +179,10 @@ def _exporter_container(directory: Path, real: bool, flags: list[str]) -> Obj:
         container |= {
             "image": PROBE_IMAGE, "command": ["python", "-m", "conformance.sandbox.gpu_exporter"],
             "args": ["--podresources", f"{POD_RESOURCES_DIR}/kubelet.sock",
-                     "--load-dir", f"{EMULATED_GPU}/load", *args],
+                     "--load-dir", GPU_LOAD, *args],
             "securityContext": {"runAsUser": 0},
             "volumeMounts": [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR},
-                             {"name": "gpu-load", "mountPath": f"{EMULATED_GPU}/load",
+                             {"name": "gpu-load", "mountPath": GPU_LOAD,
                               "readOnly": True}],
         }  # fmt: skip
     return container
@@ -200,7 +200,7 @@ def _exporter_daemonset(directory: Path, gpu_kinds: list[str], flags: list[str],
     if real:
         pod["volumes"] = [
             {"name": "pod-resources", "hostPath": {"path": POD_RESOURCES_DIR}},
-            {"name": "gpu-load", "hostPath": {"path": f"{EMULATED_GPU}/load"}},
+            {"name": "gpu-load", "hostPath": {"path": GPU_LOAD}},
         ]
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",

@@ -65,6 +65,7 @@ KUBELET_SYSCTLS = (
 )
 SAVED_SYSCTLS = RUN_ROOT / "host-sysctls.json"
 Record = Callable[[str, int], None]
+Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class RealNode:
     index: int
     spec: topology.NodeSpec | None = None  # None: the system node
     labels: tuple[tuple[str, str], ...] = (LABEL,)
-    taints: tuple[tuple[str, str, str], ...] = ((LABEL[0], LABEL[1], "NoSchedule"),)
+    taints: tuple[Obj, ...] = (TAINT,)
     driver: str = ""  # the loaded NVIDIA driver, as /sys/module/nvidia/version says it
     plugin_faults: tuple[str, ...] = ()  # the faults its emulated device plugin makes
 
@@ -84,6 +85,11 @@ class RealNode:
     @property
     def pod_cidr(self) -> str:
         return f"10.244.{128 + self.index}.0/24"
+
+    @property
+    def uuids(self) -> list[str]:
+        """Its GPUs' UUIDs by index, as the driver enumerates them."""
+        return [topology.gpu_uuid(self.name, i) for i in range(self.spec.gpus if self.spec else 0)]
 
     @property
     def gpus_allocatable(self) -> str | None:
@@ -118,7 +124,7 @@ def nodes(
                             "not supported yet (cpu or device-plugin)")  # fmt: skip
         labels = {LABEL[0]: LABEL[1], **topology.node_labels(spec, topo),
                   **faults.fault_labels(spec, breaks)}  # fmt: skip
-        taints = [(t["key"], t["value"], t["effect"]) for t in faults.taints(spec, breaks)]
+        taints = faults.taints(spec, breaks)
         driver = topology.nvidia_module_version(spec.host_driver(topo))
         found.append(RealNode(spec.name, len(found), spec, tuple(labels.items()), tuple(taints),
                               driver if spec.kind == "device-plugin" else "",
@@ -133,9 +139,7 @@ def write_hardware(directory: Path, node: RealNode) -> None:
     (own / "sys-module" / "nvidia").mkdir(parents=True, exist_ok=True)
     (own / "sys-module" / "nvidia" / "version").write_text(f"{node.driver}\n")
     (own / "faults").write_text("".join(f"{f}\n" for f in node.plugin_faults))
-    if node.spec is not None:  # the GPUs by index, as the driver enumerates them
-        uuids = [topology.gpu_uuid(node.name, i) for i in range(node.spec.gpus)]
-        (own / "gpus").write_text("".join(f"{u}\n" for u in uuids))
+    (own / "gpus").write_text("".join(f"{u}\n" for u in node.uuids))
 
 
 def missing() -> str | None:
@@ -388,7 +392,7 @@ def kubelet_config(directory: Path, node: RealNode, ca: Path, serving: tuple[Pat
         "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
         "localStorageCapacityIsolation": False,
         "makeIPTablesUtilChains": False, "serializeImagePulls": False, "maxPods": 110,
-        "registerWithTaints": [{"key": k, "value": v, "effect": e} for k, v, e in node.taints],
+        "registerWithTaints": list(node.taints),
     }  # fmt: skip
 
 
@@ -436,10 +440,9 @@ def _start_device_plugin(
     GPUs' device nodes and registers nvidia.com/gpu with the kubelet, which it waits for."""
     assert node.spec is not None
     write_hardware(directory, node)
-    uuids = [topology.gpu_uuid(node.name, i) for i in range(node.spec.gpus)]
     name = f"{node.name}-device-plugin"
     pid = processes.start(name, enter(holder, _in_cgroup(directory, node, [
-        str(bin_dir / DEVICE_PLUGIN), "--gpus", ",".join(uuids),
+        str(bin_dir / DEVICE_PLUGIN), "--gpus", ",".join(node.uuids),
         "--replicas", str(node.spec.replicas), "--dev-root", str(EMULATED_GPU / "dev"),
         "--sys-module", str(EMULATED_GPU / "sys-module"), "--load-dir", str(EMULATED_GPU / "load"),
         "--faults", str(EMULATED_GPU / "faults"),

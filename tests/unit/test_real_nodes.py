@@ -40,10 +40,10 @@ def test_a_real_gpu_node_is_labelled_and_tainted_as_its_kwok_twin_would_be() -> 
     assert labels.pop(real_nodes.LABEL[0]) == real_nodes.LABEL[1]
     assert labels.items() <= kwok["metadata"]["labels"].items()
     assert labels["nvidia.com/gpu.count"] == "4"
-    assert gpu.taints == (("nvidia.com/gpu", "present", "NoSchedule"),)  # not the system's taint
+    assert gpu.taints == (topology.GPU_TAINT,)  # not the system's taint
     assert gpu.driver == "570.124.06"  # as /sys/module/nvidia/version prints 570.124.6
     assert (nodes["cpu-0"].driver, nodes["cpu-0"].taints) == ("", ())
-    assert nodes["system-0"].taints == ((*real_nodes.LABEL, "NoSchedule"),)
+    assert nodes["system-0"].taints == (real_nodes.TAINT,)
     config = real_nodes.kubelet_config(Path("/tmp/x"), gpu, Path("ca"), (Path("c"), Path("k")), [])
     assert config["registerWithTaints"] == [topology.GPU_TAINT]
 
@@ -184,6 +184,7 @@ def test_faults_shape_a_real_gpu_node_as_they_shape_its_kwok_twin(tmp_path: Path
     assert (own / "sys-module" / "nvidia" / "version").read_text() == "535.183.01\n"
     assert (own / "faults").read_text().split() == list(gpu.plugin_faults)
     gpus = (own / "gpus").read_text().split()
+    assert gpus == gpu.uuids
     assert gpus == [topology.gpu_uuid("gpu-dp-1", i) for i in range(4)]
     mended = {n.name: n for n in real_nodes.nodes(specs, topo)}["gpu-dp-1"]
     real_nodes.write_hardware(tmp_path, mended)
